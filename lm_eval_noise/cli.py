@@ -1,0 +1,61 @@
+"""`python -m lm_eval_noise`: the project's subcommands, else lm-eval's own CLI with `hf-noisy` registered."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> "module:function"; each function takes argv (list[str]) and returns an exit code.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("lm_eval_noise.demo:main", "offline demo on a tiny embedded model"),
+    "sweep": ("lm_eval_noise.sweep:main", "run many methods on one loaded model"),
+    "leaderboard": ("lm_eval_noise.leaderboard.table:main", "aggregate result files into a table"),
+    "plot": ("lm_eval_noise.leaderboard.plots:main", "Pareto and sigma-sweep plots"),
+    "compare": ("lm_eval_noise.stats.compare:main", "paired significance tests between runs"),
+    "score-code": ("lm_eval_noise.execution.score:main", "score a JSONL of code samples in the sandbox"),
+    "alpha": ("lm_eval_noise.analysis.alpha:main", "measure alpha and T* per noise type and scale"),
+    "bench": ("lm_eval_noise.bench:main", "benchmark suite"),
+    "tasks-path": ("lm_eval_noise.cli:print_tasks_path", "print the folder to pass to --include_path"),
+}
+
+
+def print_tasks_path(argv: list[str]) -> int:
+    """Print the task folder, for `--include_path $(python -m lm_eval_noise tasks-path)`."""
+    from lm_eval_noise import tasks_dir
+
+    print(tasks_dir())
+    return 0
+
+
+def _usage() -> str:
+    rows = "\n".join(f"  {name:<12} {doc}" for name, (_, doc) in SUBCOMMANDS.items())
+    return (
+        "usage: python -m lm_eval_noise SUBCOMMAND [args]   or   python -m lm_eval_noise [lm_eval args]\n\n"
+        f"subcommands:\n{rows}\n\nAny other arguments go to lm-eval's CLI, with the `hf-noisy` model registered."
+    )
+
+
+def run_lm_eval(argv: list[str]) -> int:
+    """lm-eval's CLI with `hf-noisy` registered, for environments where the .pth hook is absent."""
+    import lm_eval.api.registry as registry
+
+    from lm_eval_noise._hook import register
+
+    register(registry)
+    from lm_eval.__main__ import cli_evaluate
+
+    sys.argv = ["lm_eval", *argv]
+    cli_evaluate()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help") and len(argv) == 1:
+        print(_usage())
+        return 0
+    if argv and argv[0] in SUBCOMMANDS:
+        module_name, func_name = SUBCOMMANDS[argv[0]][0].split(":")
+        func = getattr(importlib.import_module(module_name), func_name)
+        return int(func(argv[1:]) or 0)
+    return run_lm_eval(argv)
