@@ -1,0 +1,280 @@
+"""`hf-noisy`: lm-eval's HFLM with seeded inference-time noise. Only the lm-eval glue lives here."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+from collections import defaultdict, deque
+from typing import Any
+
+import torch
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+from transformers import LogitsProcessorList
+
+from lm_eval_noise.noise import NoiseConfig, NoiseConfigError, NoiseRuntime, NoiseState
+from lm_eval_noise.noise.sampling import SeededSampler, alpha, is_sampling, t_star, warpers
+from lm_eval_noise.provenance import provenance
+from lm_eval_noise.seeding import request_seeds
+
+log = logging.getLogger(__name__)
+
+NOISE_ARGS = tuple(f.name for f in dataclasses.fields(NoiseConfig))
+_SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "min_p")
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise NoiseConfigError(f"{name}={value!r} is not a boolean; valid values: true, false")
+
+
+def _bnb_config(load_in_8bit: bool, load_in_4bit: bool, kwargs: dict):
+    """transformers 5 dropped load_in_8bit/4bit kwargs: build the BitsAndBytesConfig they meant."""
+    bnb_keys = [k for k in kwargs if k.startswith("bnb_4bit_") or k.startswith("llm_int8_")]
+    if not (load_in_8bit or load_in_4bit):
+        if bnb_keys:
+            raise NoiseConfigError(f"{', '.join(bnb_keys)} need load_in_4bit=true or load_in_8bit=true")
+        return None
+    if load_in_8bit and load_in_4bit:
+        raise NoiseConfigError("load_in_8bit and load_in_4bit are exclusive; choose one")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise NoiseConfigError(
+            "load_in_8bit/load_in_4bit need bitsandbytes: pip install 'lm-eval-noise[quant]'"
+        ) from None
+    from lm_eval.models.utils import get_dtype
+    from transformers import BitsAndBytesConfig
+
+    options = {k: kwargs.pop(k) for k in bnb_keys}
+    if "bnb_4bit_compute_dtype" in options:
+        options["bnb_4bit_compute_dtype"] = get_dtype(options["bnb_4bit_compute_dtype"])
+    return BitsAndBytesConfig(load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit, **options)
+
+
+@register_model("hf-noisy")
+class HFNoisyLM(HFLM):
+    """HFLM whose generations carry per-sample seeded noise (embedding, weight, activation, hidden, lm_head)."""
+
+    def __init__(
+        self,
+        pretrained: Any,
+        seeded_sampling: bool = True,
+        clean_ppl: bool = False,
+        load_in_8bit: bool = False,
+        load_in_4bit: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        stray = [k for k in kwargs if k.startswith("noise") and k not in NOISE_ARGS]
+        if stray:
+            raise NoiseConfigError(f"unknown argument(s) {', '.join(stray)}; noise arguments: {', '.join(NOISE_ARGS)}")
+        # Validate everything before any weights load.
+        config = NoiseConfig.from_args(**{k: kwargs.pop(k) for k in NOISE_ARGS if k in kwargs})
+        self.seeded_sampling = _as_bool("seeded_sampling", seeded_sampling)
+        self.clean_ppl = _as_bool("clean_ppl", clean_ppl)
+        self._quantization = _bnb_config(
+            _as_bool("load_in_8bit", load_in_8bit), _as_bool("load_in_4bit", load_in_4bit), kwargs
+        )
+        super().__init__(pretrained=pretrained, **kwargs)
+        self.set_noise(config)
+        self._seeds: list[tuple[int, int]] = []
+        self._seed_queue: dict[str, deque[int]] | None = None
+        self._batch: list[int] | None = None
+        self._records: dict[int, dict] = {}
+        self._warned_loglikelihood = False
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def set_noise(self, config: NoiseConfig | None = None, **noise_args: Any) -> None:
+        """Switch the noise configuration in place (no weight reload), e.g. between sweep methods."""
+        self.noise_config = config if config is not None else NoiseConfig.from_args(**noise_args)
+        self.noise = NoiseRuntime(self.model, self.noise_config)
+
+    def _create_model(self, *args: Any, quantization_config: Any = None, **kwargs: Any) -> None:
+        super()._create_model(*args, quantization_config=self._quantization or quantization_config, **kwargs)
+
+    def get_model_info(self) -> dict:
+        info = super().get_model_info()
+        info["noise"] = provenance(self.noise_config, self.noise.reference_norm, self.seeded_sampling)
+        return info
+
+    def set_cache_hook(self, cache_hook) -> None:
+        if getattr(cache_hook, "dbdict", None) is not None and self.noise_config.active:
+            raise NoiseConfigError(
+                "--use_cache cannot be combined with noise: the cache returns one stored answer for every "
+                "greedy repeat, so all K noisy samples would be identical. Drop --use_cache (or set noise=none)."
+            )
+        super().set_cache_hook(cache_hook)
+
+    # -- lm-eval request types -----------------------------------------------------------------
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        self._warn_clean_scoring()
+        return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        self._warn_clean_scoring()
+        return super().loglikelihood_rolling(requests, disable_tqdm=disable_tqdm)
+
+    def _warn_clean_scoring(self) -> None:
+        if self.noise_config.active and not self._warned_loglikelihood:
+            log.warning("hf-noisy: noise applies to generation; loglikelihood requests are scored by the clean model")
+            self._warned_loglikelihood = True
+
+    def _needs_seeding(self, requests) -> bool:
+        if self.noise_config.active:
+            return True
+        default = bool(self.model.generation_config.do_sample)
+        return self.seeded_sampling and any(
+            is_sampling(r.args[1].get("do_sample"), r.args[1].get("temperature"), default) for r in requests
+        )
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        if not requests or not self._needs_seeding(requests):
+            return super().generate_until(requests, disable_tqdm=disable_tqdm)
+        self._seeds = request_seeds(requests, self.noise_config.noise_seed)
+        self._records = {}
+        # One call per generation-kwargs group: rows are matched to requests by context string, which
+        # is unambiguous inside a group because lm-eval's sort is stable.
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, req in enumerate(requests):
+            groups[json.dumps(req.args[1], sort_keys=True, default=str)].append(i)
+        results: list[str] = [""] * len(requests)
+        try:
+            for indices in groups.values():
+                self._seed_queue = defaultdict(deque)
+                for i in indices:
+                    self._seed_queue[requests[i].args[0]].append(i)
+                outputs = super().generate_until([requests[i] for i in indices], disable_tqdm=disable_tqdm)
+                for i, text in zip(indices, outputs, strict=True):
+                    results[i] = text
+        finally:
+            self._seed_queue = None
+        if self.clean_ppl:
+            for i, ppl in enumerate(self._clean_perplexities(requests, results)):
+                self._records[i]["clean_ppl"] = ppl
+        for i, req in enumerate(requests):
+            # Per-sample provenance rides in the request's generation args, which lm-eval logs per doc.
+            req.args[1].setdefault("noise_samples", []).append(self._records[i])
+        return results
+
+    def tok_batch_encode(self, strings, *args: Any, **kwargs: Any):
+        if self._seed_queue is not None:
+            self._batch = [self._seed_queue[s].popleft() for s in strings]
+        return super().tok_batch_encode(strings, *args, **kwargs)
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return super()._model_generate(context, max_length, stop, **generation_kwargs)
+        mask = generation_kwargs.pop("attention_mask", None)
+        if mask is None:
+            mask = torch.ones_like(context)
+        sampling_args = {k: generation_kwargs.pop(k, None) for k in _SAMPLING_KEYS}
+        seeds = torch.tensor([self._seeds[i][0] for i in batch], dtype=torch.int64, device=context.device)
+        max_new = max_length - context.shape[1]
+        if self.noise.weight is None:
+            out, records = self._generate(context, mask, seeds, max_new, stop, sampling_args, generation_kwargs)
+        else:
+            out, records = self._generate_per_sample(context, mask, seeds, max_new, stop, sampling_args, generation_kwargs)
+        for i, record in zip(batch, records, strict=True):
+            self._records[i] = {"repeat": self._seeds[i][1], "seed": f"{self._seeds[i][0]:016x}", **record}
+        return out
+
+    def _generate_per_sample(self, context, mask, seeds, max_new, stop, sampling_args, generation_kwargs):
+        """Weight noise is one draw per sample: generate each row alone, unpadded, under its own draw."""
+        rows, records = [], []
+        for r in range(context.shape[0]):
+            start = int((mask[r] == 0).sum())
+            out, rec = self._generate(
+                context[r : r + 1, start:], mask[r : r + 1, start:], seeds[r : r + 1],
+                max_new, stop, sampling_args, generation_kwargs,
+            )
+            rows.append(torch.cat([context[r], out[0, context.shape[1] - start :]]))
+            records.extend(rec)
+        width = max(len(row) for row in rows)
+        padded = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=context.dtype, device=context.device)
+        for r, row in enumerate(rows):
+            padded[r, : len(row)] = row
+        return padded, records
+
+    def _generate(self, context, mask, seeds, max_new, stop, sampling_args, generation_kwargs):
+        config = self.noise_config
+        defaults = self.model.generation_config
+        temperature = sampling_args["temperature"]
+        sampling = self.seeded_sampling and is_sampling(sampling_args["do_sample"], temperature, bool(defaults.do_sample))
+        # Seeded sampling draws tokens itself (SeededSampler), so transformers decodes greedily.
+        passthrough = (
+            {"do_sample": False}
+            if self.seeded_sampling
+            else {k: v for k, v in sampling_args.items() if v is not None}
+        )
+        t_base = (temperature if temperature is not None else defaults.temperature or 1.0) if sampling else config.t_base
+        compensate = config.active and config.temperature_compensation == "auto" and t_base is not None
+        record_alpha = None
+        weight_draw = self.noise.weight.perturbed(int(seeds[0])) if self.noise.weight is not None else contextlib.nullcontext()
+        clean = self._last_logits(context, mask) if compensate else None
+        with weight_draw:
+            if compensate:
+                with self.noise.attached(NoiseState(config, seeds, mask, max_new)):
+                    noisy = self._last_logits(context, mask)
+                record_alpha = alpha(clean, noisy)
+                temperatures = t_star(t_base, record_alpha)
+                sampling = True
+            else:
+                temperatures = torch.full((len(seeds),), float(t_base or 1.0))
+            processors = LogitsProcessorList(generation_kwargs.pop("logits_processor", None) or [])
+            if sampling:
+                truncation = warpers(
+                    sampling_args["top_k"] if sampling_args["top_k"] is not None else defaults.top_k,
+                    sampling_args["top_p"] if sampling_args["top_p"] is not None else defaults.top_p,
+                    sampling_args["min_p"] if sampling_args["min_p"] is not None else getattr(defaults, "min_p", None),
+                )
+                processors.append(SeededSampler(seeds, temperatures, context.shape[1], truncation))
+            state = NoiseState(config, seeds, mask, max_new)
+            with self.noise.attached(state):
+                out = super()._model_generate(
+                    context,
+                    context.shape[1] + max_new,
+                    stop,
+                    attention_mask=mask,
+                    logits_processor=processors,
+                    **passthrough,
+                    **generation_kwargs,
+                )
+        records = [{} for _ in range(len(seeds))]
+        if record_alpha is not None:
+            for rec, a, t in zip(records, record_alpha.tolist(), temperatures.tolist(), strict=True):
+                rec.update(alpha=a, t_star=t)
+        return out, records
+
+    @torch.no_grad()
+    def _last_logits(self, context, mask) -> torch.Tensor:
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self.model(input_ids=context, attention_mask=mask, position_ids=positions).logits[:, -1].float()
+
+    def _clean_perplexities(self, requests, continuations: list[str]) -> list[float | None]:
+        """Perplexity of each generated continuation under the same model with noise off."""
+        pairs, where = [], []
+        for i, (req, cont) in enumerate(zip(requests, continuations, strict=True)):
+            if cont:
+                ctx_enc, cont_enc = self._encode_pair(req.args[0], cont)
+                pairs.append(((req.args[0], cont), ctx_enc, cont_enc))
+                where.append((i, len(cont_enc)))
+        out: list[float | None] = [None] * len(requests)
+        if pairs:
+            scores = self._loglikelihood_tokens(pairs, disable_tqdm=True)
+            for (i, n), (logprob, _) in zip(where, scores, strict=True):
+                out[i] = math.exp(-logprob / max(n, 1))
+        return out

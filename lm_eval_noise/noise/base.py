@@ -1,0 +1,39 @@
+"""The one small interface every injection point implements, and the relative-noise helper they share."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch.utils.hooks import RemovableHandle
+
+from lm_eval_noise.noise.counter import normal, position_keys, row_keys
+from lm_eval_noise.noise.state import NoiseState
+
+
+class Injector(Protocol):
+    """An injection point: registers hooks reading a NoiseState; the caller removes them."""
+
+    def attach(self, state: NoiseState) -> list[RemovableHandle]: ...
+
+
+def token_noise(state: NoiseState, site: int, width: int, size: int, per_sequence: bool = False) -> torch.Tensor:
+    """Standard noise [B, width, size] for the current forward, already zeroed where injection is off."""
+    keys = row_keys(state.seeds, site)
+    keys = position_keys(keys, None if per_sequence else state.positions_for(width))
+    eps = normal(keys, size, state.config.noise_dist)
+    return eps * state.position_mask(width)[..., None]
+
+
+def add_relative_noise(x: torch.Tensor, state: NoiseState, site: int) -> torch.Tensor:
+    """x + eps * scale * std(x over features), std per token so padding and batch-mates never matter."""
+    flat = x.dim() == 2
+    if flat:  # [B*T, d] inputs (some layers flatten tokens)
+        batch = state.seeds.shape[0]
+        if x.shape[0] % batch:
+            raise ValueError(f"cannot map a [{x.shape[0]}, {x.shape[1]}] input to {batch} batch rows")
+        x = x.view(batch, -1, x.shape[-1])
+    eps = token_noise(state, site, x.shape[1], x.shape[-1])
+    sigma = state.scale * x.float().std(dim=-1, keepdim=True)
+    out = x + (eps * sigma).to(x.dtype)
+    return out.view(-1, out.shape[-1]) if flat else out

@@ -1,0 +1,154 @@
+"""The resolved, validated noise configuration behind `hf-noisy`'s model args."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+NOISE_TYPES = ("embedding", "weight", "activation", "hidden", "lm_head")
+SCOPES = ("per_token", "per_sequence")
+EMBED_NORMS = ("vocab", "input")
+POSITIONS = ("all", "prompt", "generated")
+SCHEDULES = ("constant", "linear", "cosine", "exp")
+DISTS = ("gaussian", "uniform")
+COMPENSATIONS = ("none", "auto")
+TARGET_KINDS = ("attention", "mlp", "lm_head")
+TARGET_DEPTHS = ("early", "middle", "late")
+# Types whose noise can differ per token position (structured injection applies to them).
+POSITIONAL_TYPES = ("embedding", "hidden")
+
+
+class NoiseConfigError(ValueError):
+    """A model arg of `hf-noisy` has an invalid value."""
+
+
+def _choice(name: str, value: Any, valid: tuple[str, ...]) -> str:
+    text = str(value).strip().lower()
+    if text not in valid:
+        raise NoiseConfigError(f"{name}={value!r} is not valid; valid values: {', '.join(valid)}")
+    return text
+
+
+def _float(name: str, value: Any, *, minimum: float | None = 0.0) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise NoiseConfigError(f"{name}={value!r} is not a number; expected a float >= {minimum}") from None
+    if not math.isfinite(number) or (minimum is not None and number < minimum):
+        raise NoiseConfigError(f"{name}={value!r} is out of range; expected a finite float >= {minimum}")
+    return number
+
+
+def _int(name: str, value: Any, *, minimum: int = 0) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise NoiseConfigError(f"{name}={value!r} is not an integer; expected an integer >= {minimum}")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise NoiseConfigError(f"{name}={value!r} is not an integer; expected an integer >= {minimum}") from None
+    if number < minimum:
+        raise NoiseConfigError(f"{name}={value!r} is out of range; expected an integer >= {minimum}")
+    return number
+
+
+def _split(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [part.strip() for part in str(value).split("+") if part.strip()]
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseConfig:
+    """What noise to inject, where, and how strong; built from `--model_args` strings."""
+
+    noise: tuple[str, ...] = ()
+    noise_scale: float = 0.0
+    noise_scope: str = "per_token"
+    noise_seed: int = 0
+    embed_norm: str = "vocab"
+    noise_positions: str = "all"
+    noise_first_k: int | None = None
+    noise_schedule: str = "constant"
+    noise_scale_end: float | None = None
+    noise_targets: tuple[str, ...] = ()
+    noise_layer: int | None = None
+    noise_dist: str = "gaussian"
+    temperature_compensation: str = "none"
+    t_base: float | None = None
+
+    @property
+    def active(self) -> bool:
+        """True when any noise will actually be injected."""
+        return bool(self.noise) and (self.noise_scale > 0 or (self.noise_scale_end or 0) > 0)
+
+    def has(self, kind: str) -> bool:
+        """True when noise type `kind` is active."""
+        return self.active and kind in self.noise
+
+    @classmethod
+    def from_args(cls, **args: Any) -> NoiseConfig:
+        """Parse and validate raw model-arg values (strings, numbers or None)."""
+        unknown = set(args) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise NoiseConfigError(f"unknown noise argument(s): {', '.join(sorted(unknown))}")
+        get = args.get
+        kinds = _split(get("noise", "none"))
+        if kinds in ([], ["none"]):
+            kinds = []
+        for kind in kinds:
+            _choice("noise", kind, (*NOISE_TYPES, "none"))
+        if "none" in kinds:
+            raise NoiseConfigError("noise='none' cannot be combined with other noise types")
+        if len(set(kinds)) != len(kinds):
+            raise NoiseConfigError(f"noise={get('noise')!r} names a type twice")
+        layer = get("noise_layer")
+        if "hidden" in kinds and layer is None:
+            raise NoiseConfigError("noise=hidden needs noise_layer=K (0 = right after the embeddings)")
+        if layer is not None and "hidden" not in kinds:
+            raise NoiseConfigError("noise_layer is only used with noise=hidden")
+        first_k = get("noise_first_k")
+        positions = _choice("noise_positions", get("noise_positions") or "all", POSITIONS)
+        if (first_k is not None or positions != "all") and kinds and not set(kinds) & set(POSITIONAL_TYPES):
+            raise NoiseConfigError(
+                "noise_positions/noise_first_k apply to positional noise; use noise=embedding or noise=hidden"
+            )
+        schedule = _choice("noise_schedule", get("noise_schedule") or "constant", SCHEDULES)
+        scale_end = get("noise_scale_end")
+        if schedule != "constant" and scale_end is None:
+            raise NoiseConfigError(f"noise_schedule={schedule} needs noise_scale_end=")
+        scale = _float("noise_scale", get("noise_scale") or 0.0)
+        if schedule == "exp" and (scale == 0 or _float("noise_scale_end", scale_end) == 0):
+            raise NoiseConfigError("noise_schedule=exp needs noise_scale > 0 and noise_scale_end > 0")
+        targets = tuple(_split(get("noise_targets")))
+        if targets and not {"weight", "activation"} & set(kinds):
+            raise NoiseConfigError("noise_targets is only used with noise=weight or noise=activation")
+        t_base = get("t_base")
+        compensation = _choice("temperature_compensation", get("temperature_compensation") or "none", COMPENSATIONS)
+        if t_base is not None and compensation != "auto":
+            raise NoiseConfigError("t_base is only used with temperature_compensation=auto")
+        return cls(
+            noise=tuple(kinds),
+            noise_scale=scale,
+            noise_scope=_choice("noise_scope", get("noise_scope") or "per_token", SCOPES),
+            noise_seed=_int("noise_seed", 0 if get("noise_seed") is None else get("noise_seed")),
+            embed_norm=_choice("embed_norm", get("embed_norm") or "vocab", EMBED_NORMS),
+            noise_positions=positions,
+            noise_first_k=None if first_k is None else _int("noise_first_k", first_k),
+            noise_schedule=schedule,
+            noise_scale_end=None if scale_end is None else _float("noise_scale_end", scale_end),
+            noise_targets=targets,
+            noise_layer=None if layer is None else _int("noise_layer", layer),
+            noise_dist=_choice("noise_dist", get("noise_dist") or "gaussian", DISTS),
+            temperature_compensation=compensation,
+            t_base=None if t_base is None else _float("t_base", t_base),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form for result provenance."""
+        out = dataclasses.asdict(self)
+        out["noise"] = list(self.noise)
+        out["noise_targets"] = list(self.noise_targets)
+        return out

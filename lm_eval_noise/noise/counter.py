@@ -1,0 +1,98 @@
+"""Counter-based random numbers: eps = f(sample key, site, position, index) in a few tensor ops.
+
+No generator state: a value depends only on its coordinates, so the same sample gets the same noise
+at any batch size, on any rank and on any device, and a whole batch of per-sample streams costs one
+vectorised call instead of a Python loop over rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import torch
+
+_M32 = 0xFFFFFFFF
+# Multipliers are odd and below 2**31, so products of 32-bit values fit in int64 without overflow.
+_C1 = 0x7FEB352D
+_C2 = 0x5BD1E995
+_STREAM2 = 0x68E31DA4
+_POS_SALT = 0x27D4EB2F
+_INV24 = 1.0 / (1 << 24)
+
+
+def mix32(x: torch.Tensor) -> torch.Tensor:
+    """Bijective 32-bit avalanche hash of int64 tensors holding values in [0, 2**32)."""
+    x = x ^ (x >> 16)
+    x = (x * _C1) & _M32
+    x = x ^ (x >> 15)
+    x = (x * _C2) & _M32
+    x = x ^ (x >> 16)
+    x = (x * _C1) & _M32
+    return x ^ (x >> 15)
+
+
+def site_id(name: str) -> int:
+    """A stable 32-bit id for an injection site (e.g. 'embedding', 'weight:model.layers.0.mlp')."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "little")
+
+
+def row_keys(seeds: torch.Tensor, site: int) -> torch.Tensor:
+    """Combine 64-bit sample seeds [B] with a site id into 32-bit row keys [B]."""
+    lo, hi = seeds & _M32, (seeds >> 32) & _M32
+    return mix32(mix32(lo ^ site) ^ hi)
+
+
+def position_keys(keys: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+    """Row keys [B] -> keys [B, T] per position (positions [B, T]); [B, 1] when positions is None."""
+    if positions is None:
+        return keys[:, None]
+    return mix32(keys[:, None] ^ mix32((positions + _POS_SALT) & _M32))
+
+
+_INDEX_CACHE: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def _index_hash(n: int, device: torch.device) -> torch.Tensor:
+    key = (n, str(device))
+    table = _INDEX_CACHE.get(key)
+    if table is None:
+        table = mix32(torch.arange(n, dtype=torch.int64, device=device) * 2 + 1)
+        _INDEX_CACHE[key] = table
+    return table
+
+
+def _bits(keys: torch.Tensor, index_hash: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    h1 = mix32(keys[..., None] ^ index_hash)
+    return h1, mix32(h1 ^ _STREAM2)
+
+
+def _unit(h: torch.Tensor) -> torch.Tensor:
+    """32-bit hashes -> float32 uniforms strictly inside (0, 1)."""
+    return ((h >> 8).to(torch.float32) + 0.5) * _INV24
+
+
+def normal_from_bits(h1: torch.Tensor, h2: torch.Tensor, dist: str = "gaussian") -> torch.Tensor:
+    """Two hash streams -> float32 noise with mean 0 and std 1 (Box-Muller, or a uniform of equal std)."""
+    if dist == "uniform":
+        return (_unit(h1) - 0.5) * math.sqrt(12.0)
+    radius = torch.sqrt(-2.0 * torch.log(_unit(h1)))
+    return radius * torch.cos((2.0 * math.pi) * _unit(h2))
+
+
+def normal(keys: torch.Tensor, size: int, dist: str = "gaussian") -> torch.Tensor:
+    """Standard noise of shape keys.shape + (size,), one independent stream per key."""
+    h1, h2 = _bits(keys, _index_hash(size, keys.device))
+    return normal_from_bits(h1, h2, dist)
+
+
+def normal_flat(key: int, start: int, count: int, device: torch.device, dist: str = "gaussian") -> torch.Tensor:
+    """Elements start..start+count of the flat noise stream of one key (for chunked weight noise)."""
+    index = mix32(torch.arange(start, start + count, dtype=torch.int64, device=device) * 2 + 1)
+    h1 = mix32(index ^ key)
+    return normal_from_bits(h1, mix32(h1 ^ _STREAM2), dist)
+
+
+def uniform(keys: torch.Tensor, size: int) -> torch.Tensor:
+    """Uniforms in (0, 1) of shape keys.shape + (size,)."""
+    return _unit(mix32(keys[..., None] ^ _index_hash(size, keys.device)))

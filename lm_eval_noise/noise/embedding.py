@@ -1,0 +1,50 @@
+"""Embedding noise: h0 = E(x) + eps, eps ~ N(0, sigma^2 I), sigma = noise_scale * mean ||E(x)||."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from lm_eval_noise.noise.base import token_noise
+from lm_eval_noise.noise.config import NoiseConfig
+from lm_eval_noise.noise.counter import site_id
+from lm_eval_noise.noise.state import NoiseState
+from lm_eval_noise.noise.targets import input_embeddings
+
+SITE = site_id("embedding")
+
+
+def mean_row_norm(weight: torch.Tensor, chunk: int = 8192) -> float:
+    """Mean L2 norm of an embedding matrix's rows, in float32 chunks (no full-size copy)."""
+    total = 0.0
+    for start in range(0, weight.shape[0], chunk):
+        total += float(weight[start : start + chunk].float().norm(dim=-1).sum())
+    return total / weight.shape[0]
+
+
+class EmbeddingNoise:
+    """Adds seeded Gaussian noise to the token embeddings at prefill and at every decode step."""
+
+    def __init__(self, model: nn.Module, config: NoiseConfig):
+        self.module = input_embeddings(model)
+        self.config = config
+        self.vocab_norm = mean_row_norm(self.module.weight.detach()) if config.embed_norm == "vocab" else None
+
+    def attach(self, state: NoiseState) -> list[RemovableHandle]:
+        return [self.module.register_forward_hook(lambda m, i, out: self._hook(state, out))]
+
+    def _hook(self, state: NoiseState, out: torch.Tensor) -> torch.Tensor | None:
+        if not state.enabled or state.scale == 0:
+            return None
+        width = out.shape[1]
+        if self.vocab_norm is not None:
+            reference: float | torch.Tensor = self.vocab_norm
+        else:
+            if state.input_norm is None:  # prefill: fix the sample's own prompt norm for the rest of it
+                valid = (state.positions_for(width) >= 0).float()
+                norms = out.detach().float().norm(dim=-1)
+                state.input_norm = (norms * valid).sum(1) / valid.sum(1).clamp(min=1)
+            reference = state.input_norm[:, None, None]
+        eps = token_noise(state, SITE, width, out.shape[-1], self.config.noise_scope == "per_sequence")
+        return out + (eps * (state.scale * reference)).to(out.dtype)

@@ -1,0 +1,80 @@
+"""Weight noise: W + eps * noise_scale * std(W) for one sample at a time, restored bit-exactly.
+
+A weight draw cannot differ per batch row, so each sample is generated on its own with its own draw
+(batch size 1 per sample while weight noise is on). Originals live in host memory; the accelerator
+only ever holds one chunk of noise beyond the model itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from lm_eval_noise.noise.config import NoiseConfig, NoiseConfigError
+from lm_eval_noise.noise.counter import normal_flat, row_keys, site_id
+from lm_eval_noise.noise.targets import select_linear, weight_std
+
+# Elements of noise generated at once: bounds extra accelerator memory to a few tens of MB.
+CHUNK = 1 << 21
+
+
+class WeightNoise:
+    """Applies and exactly restores per-sample weight perturbations of the targeted Linear layers."""
+
+    def __init__(self, model: nn.Module, config: NoiseConfig):
+        self.config = config
+        self.params: dict[str, torch.Tensor] = {}
+        seen: set[int] = set()
+        for name, module in select_linear(model, config.noise_targets).items():
+            weight = module.weight
+            if not weight.is_floating_point():
+                raise NoiseConfigError(
+                    f"noise=weight needs floating-point weights; {name} is {weight.dtype} (quantized models are "
+                    "not supported: use noise=activation instead)"
+                )
+            if id(weight) not in seen:  # tied weights are perturbed once
+                seen.add(id(weight))
+                self.params[name] = weight
+        self.stds = {name: weight_std(w) for name, w in self.params.items()}
+        self.sites = {name: site_id(f"weight:{name}") for name in self.params}
+        self._originals: dict[str, torch.Tensor] | None = None
+
+    def _save_originals(self) -> None:
+        if self._originals is None:
+            self._originals = {}
+            for name, w in self.params.items():
+                host = torch.empty(w.shape, dtype=w.dtype, device="cpu", pin_memory=w.is_cuda)
+                host.copy_(w.detach())
+                self._originals[name] = host
+
+    @torch.no_grad()
+    def apply(self, seed: int) -> None:
+        """Perturb every targeted weight with the draw of sample `seed` (64-bit)."""
+        self._save_originals()
+        for name, w in self.params.items():
+            key = int(row_keys(torch.tensor([seed], dtype=torch.int64), self.sites[name])[0])
+            flat = w.data.view(-1)
+            scale = self.config.noise_scale * self.stds[name]
+            for start in range(0, flat.numel(), CHUNK):
+                count = min(CHUNK, flat.numel() - start)
+                eps = normal_flat(key, start, count, flat.device, self.config.noise_dist)
+                flat[start : start + count].add_((eps * scale).to(flat.dtype))
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Copy the saved originals back (bit-identical)."""
+        if self._originals is not None:
+            for name, w in self.params.items():
+                w.data.copy_(self._originals[name], non_blocking=False)
+
+    @contextlib.contextmanager
+    def perturbed(self, seed: int) -> Iterator[None]:
+        """Weights carry sample `seed`'s draw inside the block and are restored however it exits."""
+        try:
+            self.apply(seed)
+            yield
+        finally:
+            self.restore()

@@ -1,0 +1,40 @@
+"""Per-sample seeds from (noise_seed, task, doc content, request index, repeat index)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from typing import Any
+
+
+def doc_key(doc: Any, fallback: str) -> str:
+    """A stable content key of a doc: unchanged by --limit, --samples or task order."""
+    if doc is None:
+        text = fallback
+    else:
+        try:
+            text = json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            text = repr(doc)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def sample_seed(noise_seed: int, task: str, key: str, request_idx: int, repeat: int) -> int:
+    """A 63-bit seed (fits int64 tensors) for one generated sample."""
+    text = f"{noise_seed}\x1f{task}\x1f{key}\x1f{request_idx}\x1f{repeat}"
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def request_seeds(requests: list, noise_seed: int) -> list[tuple[int, int]]:
+    """(seed, repeat index) per request, in order; repeats are the K copies the evaluator passes."""
+    seen: Counter = Counter()
+    out = []
+    for req in requests:
+        key = doc_key(getattr(req, "doc", None), req.args[0])
+        ident = (getattr(req, "task_name", None) or "", key, getattr(req, "idx", 0))
+        repeat = seen[ident]
+        seen[ident] += 1
+        out.append((sample_seed(noise_seed, ident[0], key, ident[2], repeat), repeat))
+    return out

@@ -1,0 +1,157 @@
+"""A tiny trained causal LM with its own tokenizer, built offline for the demo, tests and benchmarks.
+
+A random model with tied embeddings repeats its last token whatever the noise; this one has untied
+embeddings and a few hundred training steps on an embedded corpus, so its greedy output is text-like
+and responds to noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+
+ARCHS = ("llama", "qwen2")
+_RECIPE_VERSION = 3
+_SUBJECTS = ["the cat", "a robot", "the old sailor", "my sister", "the wizard", "a small dog",
+             "the teacher", "a young girl", "the king", "our neighbour", "the detective", "a farmer"]
+_VERBS = ["found", "lost", "built", "painted", "opened", "carried", "watched", "followed",
+          "repaired", "sold", "hid", "wrote"]
+_OBJECTS = ["a red box", "the map", "a strange letter", "the golden key", "a tiny boat",
+            "the last apple", "an old clock", "the secret door", "a blue lamp", "the broken bell"]
+_PLACES = ["in the forest", "by the river", "at the market", "under the bridge", "on the hill",
+           "in the castle", "near the station", "at midnight", "in the rain", "after school"]
+_FUNCS = [
+    ("add", "a, b", "Return the sum of a and b.", "return a + b"),
+    ("is_even", "n", "Return True if n is even.", "return n % 2 == 0"),
+    ("reverse", "s", "Return the string s reversed.", "return s[::-1]"),
+    ("maximum", "xs", "Return the largest element of xs.", "return max(xs)"),
+    ("count_vowels", "s", "Count the vowels in s.", "return sum(c in 'aeiou' for c in s)"),
+    ("square", "x", "Return x squared.", "return x * x"),
+    ("first", "xs", "Return the first element of xs.", "return xs[0]"),
+    ("total", "xs", "Return the sum of the list xs.", "return sum(xs)"),
+]
+
+
+def corpus(n_lines: int = 1500, seed: int = 0) -> list[str]:
+    """Deterministic training text: short stories, arithmetic and small Python functions."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n_lines):
+        kind = rng.random()
+        if kind < 0.5:
+            s, v, o, p = (rng.choice(x) for x in (_SUBJECTS, _VERBS, _OBJECTS, _PLACES))
+            s2, v2, o2 = (rng.choice(x) for x in (_SUBJECTS, _VERBS, _OBJECTS))
+            lines.append(f"Once upon a time {s} {v} {o} {p}. Then {s2} {v2} {o2}.")
+        elif kind < 0.75:
+            a, b = rng.randint(1, 50), rng.randint(1, 50)
+            lines.append(f"Question: What is {a} plus {b}? Answer: {a} + {b} = {a + b}. #### {a + b}")
+        else:
+            name, args, doc, body = rng.choice(_FUNCS)
+            lines.append(f'def {name}({args}):\n    """{doc}"""\n    {body}\n')
+    return lines
+
+
+def _default_cache() -> Path:
+    root = os.environ.get("LM_EVAL_NOISE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "lm_eval_noise"
+    )
+    return Path(root)
+
+
+def _spec(arch: str, hidden: int, layers: int, steps: int) -> dict:
+    return {"arch": arch, "hidden": hidden, "layers": layers, "steps": steps, "recipe": _RECIPE_VERSION}
+
+
+def ensure_tiny_model(
+    arch: str = "llama",
+    cache_dir: str | os.PathLike | None = None,
+    hidden: int = 64,
+    layers: int = 2,
+    steps: int = 300,
+) -> str:
+    """Build (once) and return the path of a tiny trained model with tokenizer; reused from the cache."""
+    if arch not in ARCHS:
+        raise ValueError(f"arch={arch!r} is not supported; valid values: {', '.join(ARCHS)}")
+    spec = _spec(arch, hidden, layers, steps)
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    path = Path(cache_dir or _default_cache()) / f"tiny-{arch}-{digest}"
+    if (path / "done.json").exists():
+        return str(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    _build(tmp, spec)
+    (tmp / "done.json").write_text(json.dumps(spec))
+    try:
+        tmp.rename(path)
+    except OSError:  # another process finished first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(path)
+
+
+def _train_tokenizer(lines: list[str]):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(lines, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+def _config(spec: dict, tokenizer):
+    from transformers import LlamaConfig, Qwen2Config
+
+    cls = {"llama": LlamaConfig, "qwen2": Qwen2Config}[spec["arch"]]
+    return cls(
+        vocab_size=len(tokenizer),
+        hidden_size=spec["hidden"],
+        intermediate_size=spec["hidden"] * 2,
+        num_hidden_layers=spec["layers"],
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _build(path: Path, spec: dict) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    lines = corpus()
+    tokenizer = _train_tokenizer(lines)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(_config(spec, tokenizer), dtype=torch.float32)
+    ids = [tokenizer.encode(line) + [tokenizer.eos_token_id] for line in lines]
+    stream = torch.tensor([t for seq in ids for t in seq])
+    seq_len, batch = 64, 16
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(spec["steps"]):
+        starts = torch.randint(0, len(stream) - seq_len - 1, (batch,), generator=gen)
+        x = torch.stack([stream[s : s + seq_len] for s in starts.tolist()])
+        loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
