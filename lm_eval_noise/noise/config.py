@@ -123,6 +123,13 @@ class NoiseConfig:
         if schedule == "exp" and (scale == 0 or _float("noise_scale_end", scale_end) == 0):
             raise NoiseConfigError("noise_schedule=exp needs noise_scale > 0 and noise_scale_end > 0")
         targets = tuple(_split(get("noise_targets")))
+        for item in targets:
+            if item not in TARGET_KINDS + TARGET_DEPTHS and not any(ch in item for ch in "*?[."):
+                raise NoiseConfigError(
+                    f"noise_targets item {item!r} is not a group; valid groups: "
+                    f"{', '.join(TARGET_KINDS + TARGET_DEPTHS)}, or a module-name glob such as '*.q_proj' "
+                    "(items joined with '+')"
+                )
         if targets and not {"weight", "activation"} & set(kinds):
             raise NoiseConfigError("noise_targets is only used with noise=weight or noise=activation")
         t_base = get("t_base")

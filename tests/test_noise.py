@@ -1,0 +1,352 @@
+"""Noise injection measured directly on the tiny models: where it lands, how strong, and clean-up."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from lm_eval_noise.noise import NoiseConfig, NoiseConfigError, NoiseRuntime, NoiseState
+from lm_eval_noise.noise.counter import mix32, normal, position_keys, row_keys
+from lm_eval_noise.noise.embedding import mean_row_norm
+from lm_eval_noise.noise.state import schedule_factor
+from lm_eval_noise.noise.targets import decoder_layers, is_linear
+
+B, T = 4, 48
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2"])
+def model(request, tiny_model, tiny_qwen2):
+    path = {"llama": tiny_model, "qwen2": tiny_qwen2}[request.param]
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def _ids(model, batch=B, width=T, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(4, model.config.vocab_size, (batch, width), generator=gen)
+
+
+def _state(config, batch=B, width=T, seeds=None, pads=None):
+    mask = torch.ones(batch, width, dtype=torch.long)
+    for row, pad in enumerate(pads or []):
+        mask[row, :pad] = 0
+    seeds = torch.arange(1, batch + 1) * 7919 if seeds is None else seeds
+    return NoiseState(config, seeds, mask, max_new_tokens=16)
+
+
+def _capture(module, pre: bool = False):
+    """Record what a module receives (pre) or returns, after the noise hooks ran."""
+    seen = []
+    if pre:
+        handle = module.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    else:
+        handle = module.register_forward_hook(
+            lambda m, i, out: seen.append((out[0] if isinstance(out, tuple) else out).detach().clone())
+        )
+    return seen, handle
+
+
+def _hook_count(model) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_counter_hash_matches_pure_python_reference():
+    def ref(x):
+        m = 0xFFFFFFFF
+        x ^= x >> 16
+        x = (x * 0x7FEB352D) & m
+        x ^= x >> 15
+        x = (x * 0x5BD1E995) & m
+        x ^= x >> 16
+        x = (x * 0x7FEB352D) & m
+        return x ^ (x >> 15)
+
+    values = [0, 1, 2, 12345, 0xDEADBEEF, 0xFFFFFFFF]
+    assert mix32(torch.tensor(values)).tolist() == [ref(v) for v in values]
+
+
+def test_counter_noise_is_standard_normal_and_independent():
+    keys = position_keys(row_keys(torch.tensor([1, 2, 3, 2**62]), 99), torch.arange(64).expand(4, 64))
+    z = normal(keys, 512)
+    assert abs(z.mean().item()) < 0.01
+    assert abs(z.std().item() - 1) < 0.01
+    assert abs((z**4).mean().item() - 3) < 0.05  # Gaussian kurtosis
+    for a, b in ((z[:, :, :-1], z[:, :, 1:]), (z[:, :-1], z[:, 1:]), (z[0], z[1])):
+        assert abs(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()) < 0.02
+    u = normal(keys, 512, "uniform")
+    assert abs(u.std().item() - 1) < 0.01 and u.abs().max().item() <= math.sqrt(3) + 1e-6
+
+
+@pytest.mark.parametrize("scope", ["per_token", "per_sequence"])
+def test_embedding_noise_has_configured_sigma(model, scope):
+    scale = 0.05
+    runtime = NoiseRuntime(model, NoiseConfig.from_args(noise="embedding", noise_scale=scale, noise_scope=scope))
+    ids = _ids(model)
+    embed = model.get_input_embeddings()
+    with torch.no_grad(), runtime.attached(_state(runtime.config)):
+        seen, handle = _capture(embed)  # registered after the noise hook, so it sees the noisy output
+        model(input_ids=ids)
+    handle.remove()
+    eps = seen[0] - embed(ids)
+    sigma = scale * mean_row_norm(embed.weight.detach())
+    assert runtime.reference_norm == pytest.approx(mean_row_norm(embed.weight.detach()))
+    if scope == "per_sequence":
+        assert torch.allclose(eps[:, :1].expand_as(eps), eps, atol=1e-6)  # one eps per sample, every position
+        assert not torch.allclose(eps[0], eps[1])
+    else:
+        assert not torch.allclose(eps[:, 0], eps[:, 1])
+    sample = eps[:, 0] if scope == "per_sequence" else eps
+    assert sample.std().item() == pytest.approx(sigma, rel=0.05 if scope == "per_token" else 0.15)
+    assert _hook_count(model) == 0
+
+
+def test_embedding_input_norm_uses_each_prompt(model):
+    runtime = NoiseRuntime(model, NoiseConfig.from_args(noise="embedding", noise_scale=0.1, embed_norm="input"))
+    ids = _ids(model, batch=2, width=256)
+    state = _state(runtime.config, batch=2, width=256)
+    with torch.no_grad(), runtime.attached(state):
+        model(input_ids=ids)
+    expected = model.get_input_embeddings()(ids).norm(dim=-1).mean(dim=1)
+    assert torch.allclose(state.input_norm, expected, rtol=1e-5)
+
+
+def test_padding_gets_no_noise_and_rows_match_unpadded(model):
+    runtime = NoiseRuntime(model, NoiseConfig.from_args(noise="embedding", noise_scale=0.05))
+    ids = _ids(model, batch=2, width=20)
+    embed = model.get_input_embeddings()
+    seen = []
+    with torch.no_grad():
+        for state, inputs in (
+            (_state(runtime.config, batch=2, width=20, pads=[0, 5]), ids),
+            (_state(runtime.config, batch=1, width=15, seeds=torch.tensor([2 * 7919])), ids[1:, 5:]),
+        ):
+            with runtime.attached(state):
+                got, handle = _capture(embed)
+                model(input_ids=inputs)
+            handle.remove()
+            seen += got
+    padded_eps = seen[0] - embed(ids)
+    alone_eps = seen[1] - embed(ids[1:, 5:])
+    assert torch.count_nonzero(padded_eps[1, :5]) == 0
+    assert torch.equal(padded_eps[1, 5:], alone_eps[0])
+
+
+@pytest.mark.parametrize("positions,first_k", [("prompt", None), ("generated", None), ("all", 3)])
+def test_structured_injection_positions(model, positions, first_k):
+    config = NoiseConfig.from_args(noise="embedding", noise_scale=0.1, noise_positions=positions, noise_first_k=first_k)
+    runtime = NoiseRuntime(model, config)
+    ids = _ids(model, batch=2, width=6)
+    embed = model.get_input_embeddings()
+    with torch.no_grad(), runtime.attached(_state(config, batch=2, width=6)):
+        seen, handle = _capture(embed)
+        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False)
+    handle.remove()
+    prefill_noisy = (seen[0] - embed(ids)).abs().sum(-1) > 0  # [2, 6]
+    decode_noisy = [(s - embed(s_ids)).abs().sum().item() > 0 for s, s_ids in zip(seen[1:], _decode_ids(model, seen))]
+    if positions == "prompt":
+        assert prefill_noisy.all() and not any(decode_noisy)
+    elif positions == "generated":
+        assert not prefill_noisy.any() and all(decode_noisy)
+    else:
+        assert prefill_noisy[:, :3].all() and not prefill_noisy[:, 3:].any() and not any(decode_noisy)
+
+
+def _decode_ids(model, seen):
+    """Token ids of each decode step, recovered by nearest embedding row (exact for clean rows)."""
+    weight = model.get_input_embeddings().weight
+    return [torch.cdist(s.reshape(-1, s.shape[-1]), weight).argmin(-1).view(s.shape[:-1]) for s in seen[1:]]
+
+
+@pytest.mark.parametrize("kind", ["hidden", "lm_head", "activation"])
+def test_relative_noise_std_matches_scale(model, kind):
+    scale = 0.1
+    args = {"noise": kind, "noise_scale": scale}
+    if kind == "hidden":
+        args["noise_layer"] = 1
+    runtime = NoiseRuntime(model, NoiseConfig.from_args(**args))
+    ids = _ids(model)
+    if kind == "hidden":
+        module, pre = decoder_layers(model)[1][0], False
+    elif kind == "lm_head":
+        module, pre = model.get_output_embeddings(), True
+    else:
+        module, pre = decoder_layers(model)[1][1].mlp.down_proj, True
+    with torch.no_grad():
+        seen, handle = _capture(module, pre=pre)
+        model(input_ids=ids)
+        handle.remove()
+        with runtime.attached(_state(runtime.config)):
+            noisy, handle = _capture(module, pre=pre)
+            model(input_ids=ids)
+        handle.remove()
+    seen += noisy
+    clean, noisy = seen[0], seen[1]
+    if kind == "hidden":  # the layer output itself is perturbed; its input was clean
+        ratio = (noisy - clean) / (scale * clean.std(dim=-1, keepdim=True))
+    else:  # upstream layers were noised too, so compare with the exact noise on this input
+        ratio = None
+        delta = noisy - clean
+        assert delta.abs().sum() > 0
+    if ratio is not None:
+        assert ratio.std().item() == pytest.approx(1.0, rel=0.05)
+    assert _hook_count(model) == 0
+
+
+def test_activation_noise_on_single_linear_is_relative():
+    lin = torch.nn.Linear(256, 8)
+    model = torch.nn.Module()
+    model.layers = torch.nn.ModuleList([torch.nn.Sequential(lin)])
+    model.get_output_embeddings = lambda: None
+    state_config = NoiseConfig.from_args(noise="activation", noise_scale=0.2)
+    runtime = NoiseRuntime(model, state_config)
+    x = torch.randn(4, 32, 256) * torch.linspace(0.1, 3, 4)[:, None, None]
+    state = _state(state_config, width=32)
+    with runtime.attached(state):
+        seen, handle = _capture(lin, pre=True)
+        state.begin_forward(32)
+        lin(x)
+    handle.remove()
+    ratio = (seen[0] - x) / (0.2 * x.std(dim=-1, keepdim=True))
+    for row in range(4):  # std per row, not over the batch: every row gets the same relative strength
+        assert ratio[row].std().item() == pytest.approx(1.0, rel=0.05)
+
+
+def test_activation_hooks_exactly_the_targets(model):
+    config = NoiseConfig.from_args(noise="activation", noise_scale=0.1, noise_targets="mlp+early")
+    runtime = NoiseRuntime(model, config)
+    stack_name, stack = decoder_layers(model)
+    expected = {n for n, m in model.named_modules() if is_linear(m) and n.startswith(f"{stack_name}.0.mlp")}
+    assert set(runtime.injectors[0].modules) == expected
+    with runtime.attached(_state(config)):
+        hooked = {n for n, m in model.named_modules() if m._forward_pre_hooks and is_linear(m)}
+    assert hooked == expected
+    assert _hook_count(model) == 0
+
+
+def test_default_targets_skip_tied_head_and_take_untied(model):
+    runtime = NoiseRuntime(model, NoiseConfig.from_args(noise="activation", noise_scale=0.1))
+    names = set(runtime.injectors[0].modules)
+    assert "lm_head" in names  # the tiny models have untied heads
+    assert len(names) == sum(1 for m in model.modules() if is_linear(m))
+
+
+def test_weight_noise_statistics_and_exact_restore(model):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    runtime = NoiseRuntime(model, NoiseConfig.from_args(noise="weight", noise_scale=0.05))
+    weight = runtime.weight
+    name, w = next(iter(weight.params.items()))
+    with weight.perturbed(seed=123):
+        delta = w.detach() - before[name + ".weight"]
+        assert delta.std().item() == pytest.approx(0.05 * before[name + ".weight"].std().item(), rel=0.05)
+        first = w.detach().clone()
+    with weight.perturbed(seed=123):
+        assert torch.equal(w.detach(), first)  # same sample, same draw
+    with weight.perturbed(seed=124):
+        assert not torch.equal(w.detach(), first)
+    with pytest.raises(RuntimeError, match="boom"), weight.perturbed(seed=5):
+        raise RuntimeError("boom")
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_weight_noise_uniform_distribution(model):
+    runtime = NoiseRuntime(model, NoiseConfig.from_args(noise="weight", noise_scale=0.05, noise_dist="uniform"))
+    name, w = max(runtime.weight.params.items(), key=lambda kv: kv[1].numel())
+    original = w.detach().clone()
+    with runtime.weight.perturbed(seed=1):
+        delta = (w.detach() - original) / (0.05 * original.std())
+    assert delta.std().item() == pytest.approx(1.0, rel=0.05)
+    assert delta.abs().max().item() <= math.sqrt(3) * 1.01
+
+
+def test_weight_restore_after_exception_mid_generation(model):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    runtime = NoiseRuntime(model, NoiseConfig.from_args(noise="weight+activation", noise_scale=0.05))
+    ids = _ids(model, batch=1, width=5)
+    calls = []
+
+    def explode(module, args):
+        calls.append(1)
+        if len(calls) == 2:  # the first decode step, with weights perturbed and hooks live
+            raise RuntimeError("interrupted")
+
+    handle = model.get_output_embeddings().register_forward_pre_hook(explode)
+    try:
+        with pytest.raises(RuntimeError, match="interrupted"):
+            with runtime.weight.perturbed(seed=9), runtime.attached(_state(runtime.config, batch=1, width=5)):
+                model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, min_new_tokens=8, do_sample=False)
+    finally:
+        handle.remove()
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert _hook_count(model) == 0
+
+
+@pytest.mark.parametrize(
+    "schedule,expected",
+    [
+        ("linear", [1.0, 0.75, 0.5, 0.25, 0.0]),
+        ("cosine", [1.0, (1 + math.cos(math.pi / 4)) / 2, 0.5, (1 + math.cos(3 * math.pi / 4)) / 2, 0.0]),
+        ("constant", [1.0] * 5),
+    ],
+)
+def test_schedules(schedule, expected):
+    end = 0.0 if schedule != "constant" else None
+    config = NoiseConfig.from_args(noise="embedding", noise_scale=0.2, noise_schedule=schedule, noise_scale_end=end)
+    got = [schedule_factor(config, step, horizon=5) for step in range(5)]
+    assert got == pytest.approx(expected)
+
+
+def test_exp_schedule_is_geometric():
+    config = NoiseConfig.from_args(noise="embedding", noise_scale=0.1, noise_schedule="exp", noise_scale_end=0.001)
+    sigmas = [0.1 * schedule_factor(config, s, horizon=3) for s in range(3)]
+    assert sigmas == pytest.approx([0.1, 0.01, 0.001])
+
+
+def test_schedule_sigma_reaches_decode_steps(model):
+    config = NoiseConfig.from_args(noise="embedding", noise_scale=0.2, noise_schedule="linear", noise_scale_end=0.0)
+    runtime = NoiseRuntime(model, config)
+    ids = _ids(model, batch=1, width=4)
+    state = _state(config, batch=1, width=4)
+    scales = []
+    handle = model.get_input_embeddings().register_forward_hook(lambda m, i, o: scales.append(state.scale))
+    with torch.no_grad(), runtime.attached(state):
+        state.max_new_tokens = 5
+        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False)
+    handle.remove()
+    assert scales == pytest.approx([0.2, 0.15, 0.1, 0.05, 0.0])
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        ({"noise": "gaussian"}, "valid values: embedding, weight, activation, hidden, lm_head"),
+        ({"noise": "embedding", "noise_scale": -1}, "noise_scale"),
+        ({"noise": "embedding", "noise_scale": "big"}, "noise_scale"),
+        ({"noise": "embedding", "noise_scope": "global"}, "per_token, per_sequence"),
+        ({"noise": "embedding", "noise_first_k": -2}, "noise_first_k"),
+        ({"noise": "hidden"}, "noise_layer"),
+        ({"noise": "embedding", "noise_schedule": "linear"}, "noise_scale_end"),
+        ({"noise": "embedding", "embed_norm": "row"}, "vocab, input"),
+        ({"noise": "activation", "noise_targets": "attn"}, "valid groups"),
+        ({"noise": "embedding", "t_base": 0.7}, "temperature_compensation=auto"),
+    ],
+)
+def test_bad_config_names_argument_and_valid_values(args, needle):
+    with pytest.raises(NoiseConfigError, match=needle):
+        NoiseConfig.from_args(**args)
+
+
+def test_model_dependent_errors(model):
+    depth = len(decoder_layers(model)[1])
+    with pytest.raises(NoiseConfigError, match=f"valid values: 0..{depth}"):
+        NoiseRuntime(model, NoiseConfig.from_args(noise="hidden", noise_layer=depth + 1, noise_scale=0.1))
+    with pytest.raises(NoiseConfigError, match="matches no Linear"):
+        NoiseRuntime(model, NoiseConfig.from_args(noise="activation", noise_scale=0.1, noise_targets="*.nothing"))
+
+
+def test_zero_scale_attaches_nothing(model):
+    runtime = NoiseRuntime(model, NoiseConfig.from_args(noise="embedding+activation", noise_scale=0.0))
+    assert runtime.injectors == [] and runtime.weight is None
