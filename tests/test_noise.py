@@ -295,13 +295,13 @@ def test_weight_restore_after_exception_mid_generation(model):
 def test_schedules(schedule, expected):
     end = 0.0 if schedule != "constant" else None
     config = NoiseConfig.from_args(noise="embedding", noise_scale=0.2, noise_schedule=schedule, noise_scale_end=end)
-    got = [schedule_factor(config, step, horizon=5) for step in range(5)]
+    got = [float(schedule_factor(config, step, horizon=5)) for step in range(5)]
     assert got == pytest.approx(expected)
 
 
 def test_exp_schedule_is_geometric():
     config = NoiseConfig.from_args(noise="embedding", noise_scale=0.1, noise_schedule="exp", noise_scale_end=0.001)
-    sigmas = [0.1 * schedule_factor(config, s, horizon=3) for s in range(3)]
+    sigmas = [0.1 * float(schedule_factor(config, s, horizon=3)) for s in range(3)]
     assert sigmas == pytest.approx([0.1, 0.01, 0.001])
 
 
@@ -311,7 +311,7 @@ def test_schedule_sigma_reaches_decode_steps(model):
     ids = _ids(model, batch=1, width=4)
     state = _state(config, batch=1, width=4)
     scales = []
-    handle = model.get_input_embeddings().register_forward_hook(lambda m, i, o: scales.append(state.scale))
+    handle = model.get_input_embeddings().register_forward_hook(lambda m, i, o: scales.append(float(state.scale[0])))
     with torch.no_grad(), runtime.attached(state):
         state.max_new_tokens = 5
         model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False)

@@ -28,8 +28,6 @@ class ActivationNoise:
     @staticmethod
     def _make_hook(state: NoiseState, site: int):
         def hook(module, args):
-            if not state.enabled or state.scale == 0:
-                return None
             return (add_relative_noise(args[0], state, site), *args[1:])
 
         return hook

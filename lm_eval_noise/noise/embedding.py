@@ -35,8 +35,6 @@ class EmbeddingNoise:
         return [self.module.register_forward_hook(lambda m, i, out: self._hook(state, out))]
 
     def _hook(self, state: NoiseState, out: torch.Tensor) -> torch.Tensor | None:
-        if not state.enabled or state.scale == 0:
-            return None
         width = out.shape[1]
         if self.vocab_norm is not None:
             reference: float | torch.Tensor = self.vocab_norm
@@ -47,4 +45,4 @@ class EmbeddingNoise:
                 state.input_norm = (norms * valid).sum(1) / valid.sum(1).clamp(min=1)
             reference = state.input_norm[:, None, None]
         eps = token_noise(state, SITE, width, out.shape[-1], self.config.noise_scope == "per_sequence")
-        return out + (eps * (state.scale * reference)).to(out.dtype)
+        return out + (eps * state.scale * reference).to(out.dtype)

@@ -27,8 +27,6 @@ class HiddenNoise:
         return [self.module.register_forward_hook(lambda m, i, out: self._hook(state, out))]
 
     def _hook(self, state: NoiseState, out):
-        if not state.enabled or state.scale == 0:
-            return None
         if isinstance(out, tuple):
             return (add_relative_noise(out[0], state, self.site), *out[1:])
         return add_relative_noise(out, state, self.site)

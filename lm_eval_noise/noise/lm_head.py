@@ -24,6 +24,4 @@ class LMHeadNoise:
         return [self.module.register_forward_pre_hook(lambda m, args: self._hook(state, args))]
 
     def _hook(self, state: NoiseState, args):
-        if not state.enabled or state.scale == 0:
-            return None
         return (add_relative_noise(args[0], state, SITE), *args[1:])

@@ -53,7 +53,7 @@ class NoiseRuntime:
             if ids is None:
                 ids = args[0] if args else kwargs["inputs_embeds"]
             widths.append(ids.shape[1])
-            state.begin_forward(ids.shape[1])
+            state.begin_forward(ids.shape[1], kwargs.get("position_ids"), kwargs.get("attention_mask"))
 
         def after(module, args, kwargs, output):
             state.end_forward(widths.pop())
