@@ -1,24 +1,25 @@
-"""The trusted half of the sandbox: runs inside the isolation, forks one child per test for untrusted code.
+"""The trusted half of the sandbox: a warm server per worker slot that forks one child per test.
 
-Started by `sandbox.py` as `python -I -S -c BOOTSTRAP JOB LABEL`, importing this module from its
-cached bytecode (compiling it as a script would cost more than the rest of start-up), with the standard library only, no site
-packages, and no module heavier than marshal, so start-up stays cheap: `json` alone would double it).
-The job and the report travel as `marshal` data between this trusted harness and its parent. It reads the job, deletes the file, and then, when the parent asks
-for it and the process really is in a private mount namespace, makes the whole filesystem read-only,
-puts fresh tmpfs on /tmp, /var/tmp and /dev/shm and a fresh /proc for its PID namespace. Each test runs
-in a forked child with its own process group, resource limits, dropped privileges (when the harness is
-real root), stdin from a file or /dev/null, and stdout/stderr on pipes that the harness reads
-incrementally up to a cap. The harness prints one JSON report line on its own stdout, which no child
-inherits.
+Started by `sandbox.py` as `python -I -S -c BOOTSTRAP --serve CONFIG LABEL` inside the isolation
+(unshare / bwrap / none), importing this module from its cached bytecode, with the standard library only
+(site-packages are appended to sys.path for the programs, without running .pth files). At start it
+makes, when asked and only inside a private mount namespace, every mount read-only and nosuid with
+fresh tmpfs on /tmp, /var/tmp and /dev/shm and a private /proc; marks itself a child subreaper; imports
+the modules programs commonly use (PRELOAD) once; and freezes the heap for the garbage collector.
 
-Job fields: kind ("script" | "call" | "stdio"), program, tests, token, timeout (per test, seconds),
-limits {memory_mb, cpu_s, fsize_mb, nproc, output_bytes}, fs ("mount" | "none"), host_mnt_ns, uid,
-sys_path.
+Then it answers jobs framed as (4-byte length, marshal data) on stdin with one framed report each on
+stdout. For every test it forks a child: its own process group and, where the kernel allows (probed),
+init of a fresh PID namespace; RLIMIT_AS / CPU / FSIZE / CORE (and NPROC under a private uid); dropped
+privileges when the server is real root; parent-death signal; stdin from a file or /dev/null; stdout,
+stderr and a status channel on pipes that the server reads incrementally up to a cap, with a per-test
+and a per-sample wall clock. Afterwards it kills the test's group and every descendant left (re-parented
+to it as subreaper), and removes the sample's working folder (and, on its private tmpfs, all of /tmp).
 """
 
 from __future__ import annotations
 
 import errno
+import gc
 import marshal
 import os
 import resource
@@ -42,6 +43,12 @@ CALL_PRELUDE = (
     "fabs, floor, gcd, exp, log, log2\nimport fractions\nfrom typing import List, Tuple, Optional, Dict\n"
     "import random\nimport heapq\nfrom heapq import *\n"
 )
+
+
+# Standard modules generated programs commonly import: the server imports them once, so that a sample
+# pays nothing for them (as it would not when run in an already-warm evaluator process either).
+PRELOAD = ("typing", "math", "random", "copy", "string", "re", "collections", "itertools", "functools",
+           "heapq", "bisect", "hashlib", "fractions", "statistics", "datetime", "json")
 
 
 # ----------------------------------------------------------------------------------------- comparison
@@ -96,10 +103,17 @@ def _jsonable(value):
 
 
 # ----------------------------------------------------------------------------------------- filesystem
-def _libc():
-    import ctypes
+_LIBC = None
 
-    return ctypes, ctypes.CDLL(None, use_errno=True)
+
+def _libc():
+    """(ctypes, libc), loaded once per process (the server loads them before forking any sample)."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+
+        _LIBC = (ctypes, ctypes.CDLL(None, use_errno=True))
+    return _LIBC
 
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
@@ -188,6 +202,8 @@ def _child_main(job: dict, code, test_index: int, fds: tuple[int, int, int, int]
             nproc = int(limits["nproc"])
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
             drop_privileges(uid, job.get("read_caps", False))
+        if _LIBC is not None:  # die with the server (set after the uid change, which clears it)
+            _LIBC[1].prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
         status = os.fdopen(STATUS_FD, "w", buffering=1)
     except BaseException as exc:  # setup failure: report through the exit code alone
         os.write(2, f"sandbox child setup failed: {exc!r}\n".encode())
@@ -309,43 +325,69 @@ class _Capture:
         return "data" if self.total <= self.cap else "cap"
 
 
-def _kill_tree(pgid: int, job: dict) -> None:
+def _kill_tree(pgid: int) -> None:
+    """The test's process group, then every descendant left over: they are re-parented to us (the
+    server is a child subreaper), whatever sessions or groups they moved to."""
     try:
         os.killpg(pgid, SIGKILL)
     except OSError:
         pass
-    if os.getpid() == 1:  # init of a private PID namespace: everything else in it goes
-        try:
-            os.kill(-1, SIGKILL)
-        except OSError:
-            pass
-    elif job.get("uid") is not None:  # no PID namespace: every process of the sample's private uid goes
-        _kill_uid(job["uid"])
-    while True:  # reap whatever was re-parented to us
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if pid == 0:
-            break
+    _kill_descendants()
 
 
-def _kill_uid(uid: int) -> None:
-    """kill(-1) from a forked process running as `uid`: every process of that uid (only sandboxed code
-    of this worker slot runs under it) dies."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgid(uid)
-            os.setuid(uid)
-            os.kill(-1, SIGKILL)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
+def _children() -> list[int]:
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:  # kernels without CONFIG_PROC_CHILDREN: scan every process's parent
+        kids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat", "rb") as f:
+                        stat = f.read()
+                    if int(stat[stat.rindex(b")") + 2:].split()[1]) == me:
+                        kids.append(int(entry))
+                except (OSError, ValueError):
+                    pass
+        return kids
 
 
-def _run_test(job: dict, code, index: int, workdir: str, notify=None) -> dict:
-    """Fork one child for test `index` (or all call-based tests); return its verdict record."""
+def _kill_descendants() -> None:
+    """SIGKILL every child, reap, repeat: grandchildren re-parented to us in between go the same way."""
+    for _ in range(10000):
+        kids = _children()
+        for pid in kids:
+            try:
+                os.kill(pid, SIGKILL)
+            except OSError:
+                pass
+        reaped = False
+        while True:
+            try:
+                done, _ = os.waitpid(-1, 0 if kids else os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done == 0:
+                break
+            reaped = True
+            if kids:
+                kids = _children()
+                for pid in kids:
+                    try:
+                        os.kill(pid, SIGKILL)
+                    except OSError:
+                        pass
+        if not kids and not reaped:
+            return
+
+
+def _run_test(job: dict, code, index: int, workdir: str, env: dict) -> dict:
+    """Fork one child for test `index` (or all call-based tests); return its verdict record.
+
+    With env["pidns"] (an fd of our own PID namespace) the child is init of a PID namespace of its own,
+    so everything it starts dies with it."""
     limits = job["limits"]
     cap = int(limits["output_bytes"])
     kind = job["kind"]
@@ -361,6 +403,11 @@ def _run_test(job: dict, code, index: int, workdir: str, notify=None) -> dict:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     st_r, st_w = os.pipe()
+    if env.get("pidns") is not None:
+        ctypes, libc = _libc()
+        # back to our own namespace first: unshare(CLONE_NEWPID) works once per "children" namespace
+        if libc.setns(env["pidns"], CLONE_NEWPID) != 0 or libc.unshare(CLONE_NEWPID) != 0:
+            raise OSError(ctypes.get_errno(), "fresh PID namespace for the test")
     pid = os.fork()
     if pid == 0:
         for fd in (out_r, err_r, st_r):
@@ -372,8 +419,6 @@ def _run_test(job: dict, code, index: int, workdir: str, notify=None) -> dict:
         os.setpgid(pid, pid)  # also done by the child; whichever runs first wins the race
     except OSError:
         pass
-    if notify is not None:
-        notify(pid)
     keep_out = cap if kind == "stdio" else _SNIPPET
     streams = {out_r: _Capture(out_r, cap, keep_out), err_r: _Capture(err_r, cap, _SNIPPET),
                st_r: _Capture(st_r, cap, cap)}
@@ -390,7 +435,8 @@ def _run_test(job: dict, code, index: int, workdir: str, notify=None) -> dict:
         poller.register(pidfd, select.POLLIN)
 
     timeout = float(job["timeout"])
-    deadline = time.monotonic() + timeout
+    sample_deadline = env["sample_deadline"]
+    deadline = min(time.monotonic() + timeout, sample_deadline)
     seen_results = 0
     verdict = None
     exit_status = None
@@ -411,7 +457,7 @@ def _run_test(job: dict, code, index: int, workdir: str, notify=None) -> dict:
             n = streams[st_r].data.count(b"\nR ") + streams[st_r].data.startswith(b"R ")
             if n > seen_results:
                 seen_results = n
-                deadline = time.monotonic() + timeout
+                deadline = min(time.monotonic() + timeout, sample_deadline)
         done_pid, status = os.waitpid(pid, os.WNOHANG)
         if done_pid:
             exit_status = status
@@ -419,7 +465,7 @@ def _run_test(job: dict, code, index: int, workdir: str, notify=None) -> dict:
         if time.monotonic() >= deadline:
             verdict = "timeout"
             break
-    _kill_tree(pid, job)
+    _kill_tree(pid)
     if exit_status is None:
         try:
             _, exit_status = os.waitpid(pid, 0)
@@ -515,7 +561,7 @@ def _call_verdict(job, verdict, lines, record) -> dict:
     return record
 
 
-def run_job(job: dict, workdir: str, notify=None) -> dict:
+def run_job(job: dict, workdir: str, env: dict) -> dict:
     """Compile the program once, then run its tests (stdio: one child each, stopping at the first failure)."""
     report = {"tests": []}
     os.makedirs(workdir, mode=0o700, exist_ok=True)
@@ -524,9 +570,6 @@ def run_job(job: dict, workdir: str, notify=None) -> dict:
     os.chdir(workdir)
     os.environ["HOME"] = workdir
     os.environ["TMPDIR"] = workdir
-    for path in job.get("sys_path", []):
-        if path not in sys.path:
-            sys.path.append(path)
     source = job["program"]
     if job["kind"] == "call":
         source = CALL_PRELUDE + source
@@ -538,7 +581,11 @@ def run_job(job: dict, workdir: str, notify=None) -> dict:
         return report
     n_runs = len(job["tests"]) if job["kind"] == "stdio" else 1
     for index in range(n_runs):
-        record = _run_test(job, code, index, workdir, notify)
+        if time.monotonic() >= env["sample_deadline"]:
+            report["tests"].append({"test": index, "verdict": "timeout",
+                                    "detail": f"sample wall clock over {job['sample_timeout']}s"})
+            break
+        record = _run_test(job, code, index, workdir, env)
         report["tests"].append(record)
         if record["verdict"] != "passed":
             break
@@ -547,69 +594,36 @@ def run_job(job: dict, workdir: str, notify=None) -> dict:
 
 # ----------------------------------------------------------------------------------------- server
 CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
-PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG = 36, 1
+_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 
 
 def _fresh_tmp(libc, ctypes, fsize_mb: int) -> None:
     size = f"size={int(fsize_mb) * 4}m,mode=1777"
-    for target in ("/tmp", "/var/tmp", "/dev/shm"):
+    for target in _TMP_DIRS:
         if os.path.isdir(target) and not os.path.islink(target):
             _mount(libc, ctypes, "tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, size)
 
 
-def _sample_process(job: dict, cfg: dict, report_w: int, seq: int) -> None:
-    """The forked per-sample process; never returns. With `nest`, it enters a new mount and PID
-    namespace, mounts a fresh /tmp, and runs the job in a child that is init of that namespace, so
-    that everything the sample started dies with it."""
-    try:
-        devnull = os.open(os.devnull, os.O_RDWR)
-        os.dup2(devnull, 0)
-        os.dup2(devnull, 1)  # the server's job and reply pipes stay out of reach
-        os.setpgid(0, 0)
-        notify = None
-        if cfg["nest"]:
-            ctypes, libc = _libc()
-            if libc.unshare(CLONE_NEWNS | CLONE_NEWPID) != 0:
-                raise OSError(ctypes.get_errno(), "unshare")
-            _mount(libc, ctypes, None, "/", None, MS_REC | MS_PRIVATE)
-            _fresh_tmp(libc, ctypes, job["limits"]["fsize_mb"])
-            pid = os.fork()
-            if pid:
-                os.close(report_w)
-                os.waitpid(pid, 0)
-                os._exit(0)
-            libc.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
-            workdir = "/tmp/work"
-        else:
-            workdir = os.path.join(cfg["workroot"], f"w{seq}")
-            notify = lambda pid: os.write(report_w, f"C {pid}\n".encode())  # noqa: E731
-        report = run_job(job, workdir, notify)
-    except BaseException as exc:  # noqa: BLE001 - a harness failure is still one reported sample
-        report = {"tests": [{"test": 0, "verdict": "runtime_error", "detail": f"sandbox: {exc!r}"[:300]}]}
-    try:
-        os.write(report_w, b"R " + marshal.dumps(report).hex().encode() + b"\n")
-    finally:
-        os._exit(0)
-
-
-def _rmtree(path: str) -> None:
-    """shutil.rmtree without importing shutil; the tree belongs to one finished sample."""
+def _rmtree(path: str, keep_top: bool = False) -> None:
+    """shutil.rmtree without importing shutil (or only the contents, with keep_top)."""
     try:
         entries = list(os.scandir(path))
     except OSError:
         return
     for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            _rmtree(entry.path)
-        else:
-            try:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                _rmtree(entry.path)
+            else:
                 os.unlink(entry.path)
-            except OSError:
-                pass
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
+        except OSError:
+            pass
+    if not keep_top:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:
@@ -622,86 +636,45 @@ def _read_exact(fd: int, n: int) -> bytes | None:
     return bytes(buf)
 
 
-def _serve_one(job: dict, cfg: dict, seq: int) -> dict:
-    job.update(uid=cfg["uid"], read_caps=cfg["read_caps"], sys_path=cfg["sys_path"])
-    report_r, report_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(report_r)
-        _sample_process(job, cfg, report_w, seq)
-    os.close(report_w)
+def _serve_one(job: dict, cfg: dict, env: dict, seq: int) -> dict:
+    """One sample, run by the server itself: each test is a child forked from here."""
+    job.update(uid=cfg["uid"], read_caps=cfg["read_caps"])
+    env["sample_deadline"] = time.monotonic() + float(job["sample_timeout"])
+    workdir = os.path.join(cfg["workroot"], f"w{seq}")
     try:
-        os.setpgid(pid, pid)
-    except OSError:
-        pass
-    deadline = time.monotonic() + float(job["sample_timeout"])
-    data = bytearray()
-    report = None
-    test_child = None
-    while report is None:
-        wait = deadline - time.monotonic()
-        if wait <= 0:
-            break
-        ready, _, _ = select.select([report_r], [], [], wait)
-        if not ready:
-            continue
-        chunk = os.read(report_r, 1 << 16)
-        if not chunk:
-            break
-        data += chunk
-        while b"\n" in data:
-            line, _, rest = bytes(data).partition(b"\n")
-            data = bytearray(rest)
-            if line.startswith(b"C "):
-                test_child = int(line[2:])
-            elif line.startswith(b"R "):
-                try:
-                    report = marshal.loads(bytes.fromhex(line[2:].decode()))
-                except (ValueError, EOFError, TypeError):
-                    report = None
-                break
-    os.close(report_r)
-    timed_out = report is None and time.monotonic() >= deadline
-    for group in (pid, test_child):
-        if group:
-            try:
-                os.killpg(group, SIGKILL)
-            except OSError:
-                pass
-    if not cfg["nest"] and cfg["uid"] is not None:
-        _kill_uid(cfg["uid"])
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-    while True:  # reap anything re-parented to us
-        try:
-            done, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if done == 0:
-            break
-    if not cfg["nest"]:
-        _rmtree(os.path.join(cfg["workroot"], f"w{seq}"))
-    if report is None:
-        verdict = "timeout" if timed_out else "runtime_error"
-        detail = (f"sample wall clock over {job['sample_timeout']}s" if timed_out
-                  else "sandbox sample process died without a report")
-        report = {"tests": [{"test": 0, "verdict": verdict, "detail": detail}]}
-    return report
+        return run_job(job, workdir, env)
+    finally:
+        _kill_descendants()
+        os.chdir(cfg["workroot"])
+        _rmtree(workdir)
+        if cfg["fs"] in ("mount", "bwrap"):  # our private tmpfs: nothing of this sample stays
+            for target in _TMP_DIRS:
+                _rmtree(target, keep_top=True)
 
 
 def serve(cfg: dict) -> int:
     """Answer jobs framed as (4-byte big-endian length, marshal data) on stdin, one reply each on stdout,
-    until stdin closes. One server per worker slot; every sample runs in its own forked process."""
+    until stdin closes. One server per worker slot; each test of each sample is a child forked from it."""
     if cfg["fs"] == "mount":
         setup_filesystem(cfg)
-    if cfg["nest"]:
-        _libc()  # load ctypes once, here, not in every sample
-    exec(CALL_PRELUDE, {})  # the modules call-based programs get: imported once, inherited by every fork
+    if cfg["fs"] in ("mount", "bwrap"):
+        cfg["workroot"] = "/tmp"
+    ctypes, libc = _libc()
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of a sample come back to us for cleanup
+    env = {"pidns": os.open("/proc/self/ns/pid", os.O_RDONLY) if cfg["nest"] else None}
+    for path in cfg.get("sys_path", []):
+        if path not in sys.path:
+            sys.path.append(path)
+    for name in PRELOAD:  # imported once here, inherited by every test's fork
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    exec(CALL_PRELUDE, {})
+    gc.freeze()  # forked tests then copy fewer pages: the collector leaves these objects alone
     out = os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 1)
+    os.dup2(devnull, 1)  # the reply pipe stays ours: a test child never inherits it
     seq = 0
     while True:
         header = _read_exact(0, 4)
@@ -712,8 +685,8 @@ def serve(cfg: dict) -> int:
             return 0
         seq += 1
         try:
-            report = _serve_one(marshal.loads(payload), cfg, seq)
-        except Exception as exc:  # noqa: BLE001
+            report = _serve_one(marshal.loads(payload), cfg, env, seq)
+        except Exception as exc:  # noqa: BLE001 - a harness failure is still one reported sample
             report = {"tests": [{"test": 0, "verdict": "runtime_error", "detail": f"sandbox: {exc!r}"[:300]}]}
         reply = marshal.dumps(report)
         os.write(out, len(reply).to_bytes(4, "big") + reply)
@@ -738,18 +711,20 @@ def probe(cfg: dict) -> dict:
     except OSError as exc:
         info["network"] = "isolated" if exc.errno in (errno.ENETUNREACH, errno.EADDRNOTAVAIL) else "open"
     info["interfaces"] = [name for _, name in socket.if_nameindex()]
-    pid = os.fork()  # can a sample get namespaces of its own?
+    pid = os.fork()  # can each test be init of a PID namespace of its own (twice in a row)?
     if pid == 0:
+        ok = True
         try:
             ctypes, libc = _libc()
-            ok = libc.unshare(CLONE_NEWNS | CLONE_NEWPID) == 0
-            if ok:
-                _mount(libc, ctypes, None, "/", None, MS_REC | MS_PRIVATE)
-                _fresh_tmp(libc, ctypes, 1)
+            fd = os.open("/proc/self/ns/pid", os.O_RDONLY)
+            for _ in range(2):
+                if libc.setns(fd, CLONE_NEWPID) != 0 or libc.unshare(CLONE_NEWPID) != 0:
+                    ok = False
+                    break
                 child = os.fork()
                 if child == 0:
                     os._exit(0 if os.getpid() == 1 else 1)
-                ok = os.waitpid(child, 0)[1] == 0
+                ok = ok and os.waitpid(child, 0)[1] == 0
         except BaseException:  # noqa: BLE001
             ok = False
         os._exit(0 if ok else 1)

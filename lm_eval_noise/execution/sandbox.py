@@ -1,23 +1,29 @@
-"""Run untrusted programs in a hardened child process, many at once.
+"""Run untrusted programs in hardened child processes, many at once.
 
-Each sample gets its own process group (start_new_session), a private temporary directory removed
-afterwards, and a small trusted harness (`_harness.py`, started with `python -I -S`) that forks one
-child per test with RLIMIT_AS / RLIMIT_CPU / RLIMIT_FSIZE limits, a wall-clock timeout and a cap on
-the output it reads. Around the harness, the strongest isolation that works on this machine, chosen
-once per process by actually trying it (`detect_isolation`):
+Each worker slot keeps one warm server (`_harness.py`, started with `python -I -S` in a new session)
+inside the strongest isolation that works on this machine, chosen once per process by trying it
+(`detect_isolation`):
 
   bwrap        bubblewrap: new user, network, PID, IPC and UTS namespaces, read-only host, tmpfs /tmp
   unshare      util-linux unshare: network, PID, mount, IPC and UTS namespaces (plus a user namespace
-               when not root); the harness makes every mount read-only and nosuid and mounts private
+               when not root); the server makes every mount read-only and nosuid and mounts private
                tmpfs on /tmp, /var/tmp and /dev/shm and a private /proc
   unshare-net  only a network namespace
   none         no namespace: network and filesystem are NOT isolated (logged once, loudly)
 
-When the evaluator runs as real root outside a user namespace (unshare, unshare-net, none), the
-untrusted code additionally runs under a uid of its own per worker slot (`uid_base` + slot), so it
-cannot signal the evaluator or write root's files, and RLIMIT_NPROC (which Linux does not enforce for
-root) bounds fork bombs. Teardown kills the sample's process group, then everything in its PID
-namespace (the harness is its init) or, without one, every process of the slot's uid.
+The server forks one child per test (see `_harness.py`): own process group and, where the kernel allows,
+init of its own PID namespace; RLIMIT_AS, RLIMIT_CPU, RLIMIT_FSIZE; a wall-clock timeout per test and per
+sample; output read incrementally up to a cap; a private working folder removed afterwards. When the
+evaluator is real root outside a user namespace, the code also runs under a uid of its own per worker
+slot (`uid_base` + slot) with no capability but CAP_DAC_READ_SEARCH (when the interpreter lives in a
+private home): it cannot signal the evaluator or write root's files, and RLIMIT_NPROC (not enforced for
+root) bounds fork bombs. Teardown kills the test's process group and then every descendant left, which
+the server (a child subreaper) inherits whatever session it moved to.
+
+What each mode does not contain: without a mount namespace (unshare-net, none) a program can write
+wherever its uid may (with a private uid: world-writable places such as /tmp, nothing of root's);
+without a network namespace (none) it can reach the network; without a private uid or a PID namespace
+(non-root, none) a fork bomb is bounded only by the timeout, and the code may signal the evaluator.
 
 Every outcome is one of `VERDICTS`; a crash, a hang or a hostile program is a failed sample with a
 reason, never an exception out of `run` / `run_many`.
@@ -98,8 +104,9 @@ class Isolation:
     mode: str
     network: bool  # no route anywhere, loopback included
     filesystem: bool  # read-only host, private /tmp that vanishes with the sample
-    pid_namespace: bool  # the harness is init: every descendant dies with it
+    pid_namespace: bool  # the worker's server is init of its own PID namespace
     private_uid: bool  # untrusted code runs under a per-slot uid (RLIMIT_NPROC enforced)
+    test_pid_namespace: bool = False  # each test is init of a PID namespace of its own (probed)
 
     def prefix(self, hostdir: str) -> list[str]:
         user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
@@ -118,8 +125,9 @@ class Isolation:
         return []
 
     @property
-    def harness_mounts(self) -> bool:
-        return self.mode == "unshare"
+    def fs_setup(self) -> str:
+        """Who gives the server its read-only host and private tmpfs: itself ("mount"), bwrap, or nobody."""
+        return {"unshare": "mount", "bwrap": "bwrap"}.get(self.mode, "none")
 
 
 @dataclass
@@ -183,7 +191,7 @@ def _host_mnt_ns() -> str:
 def _probe(iso: Isolation) -> dict | None:
     hostdir = tempfile.mkdtemp(prefix="lmen-probe-")
     try:
-        cfg = {"fs": "mount" if iso.harness_mounts else "none", "host_mnt_ns": _host_mnt_ns(), "fsize_mb": 1}
+        cfg = {"fs": iso.fs_setup, "host_mnt_ns": _host_mnt_ns(), "fsize_mb": 1}
         cmd = iso.prefix(hostdir) + [sys.executable, "-I", "-S", "-c", _BOOTSTRAP, "--probe",
                                      marshal.dumps(cfg).hex()]
         proc = subprocess.run(cmd, cwd=hostdir, env=_CHILD_ENV, capture_output=True, timeout=20,
@@ -228,18 +236,15 @@ def detect_isolation(requested: str | None = None) -> Isolation:
             return _detected[requested]
         chosen = None
         for cand in _candidates(requested):
-            if cand.mode == "none":
-                chosen = cand
-                break
             info = _probe(cand)
-            if info is None or info.get("network") != "isolated":
-                continue
-            if cand.filesystem and cand.mode != "bwrap" and info.get("fs") != "private":
-                continue
-            if cand.pid_namespace and info.get("pid") != 1:
-                continue
-            _nest_cache[cand.mode] = bool(info.get("nest")) and cand.pid_namespace
-            chosen = cand
+            if cand.mode != "none":
+                if info is None or info.get("network") != "isolated":
+                    continue
+                if cand.filesystem and info.get("fs") != "private":
+                    continue
+                if cand.pid_namespace and info.get("pid") != 1:
+                    continue
+            chosen = replace(cand, test_pid_namespace=bool(info and info.get("nest")))
             break
         if chosen is None:
             raise RuntimeError(f"sandbox isolation {requested!r} does not work on this machine "
@@ -331,8 +336,8 @@ class _Server:
         self.pid_namespace = iso.pid_namespace
         self.hostdir = tempfile.mkdtemp(prefix="lmen-sbx-")
         os.chmod(self.hostdir, 0o711)  # the private uid may pass through to its own working folder
-        cfg = {"fs": "mount" if iso.harness_mounts else "none", "host_mnt_ns": sandbox._mnt_ns,
-               "nest": sandbox._nest, "workroot": self.hostdir, "uid": self.uid,
+        cfg = {"fs": iso.fs_setup, "host_mnt_ns": sandbox._mnt_ns,
+               "nest": iso.test_pid_namespace, "workroot": self.hostdir, "uid": self.uid,
                "read_caps": sandbox._read_caps, "sys_path": sandbox._site,
                "fsize_mb": sandbox.limits.fsize_mb}
         cmd = iso.prefix(self.hostdir) + [sys.executable, "-I", "-S", "-c", _BOOTSTRAP, "--serve",
@@ -424,7 +429,6 @@ class Sandbox:
         self._site = _site_paths()
         self._mnt_ns = _host_mnt_ns()
         self._read_caps = self.isolation.private_uid and _needs_read_caps()
-        self._nest = self.isolation.mode in _nesting_modes()
         self._idle: list[_Server] = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(self.workers)
@@ -515,14 +519,6 @@ def _close_servers(idle: list, lock: threading.Lock) -> None:
         servers, idle[:] = list(idle), []
     for server in servers:
         server.close()
-
-
-_nest_cache: dict[str, bool] = {}
-
-
-def _nesting_modes() -> set[str]:
-    """Isolation modes whose servers can give each sample its own mount and PID namespace (probed)."""
-    return {mode for mode, ok in _nest_cache.items() if ok}
 
 
 _shared: dict[tuple, Sandbox] = {}
