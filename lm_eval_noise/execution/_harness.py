@@ -18,7 +18,6 @@ to it as subreaper), and removes the sample's working folder (and, on its privat
 
 from __future__ import annotations
 
-import errno
 import gc
 import marshal
 import os
@@ -202,6 +201,8 @@ def _child_main(job: dict, code, test_index: int, fds: tuple[int, int, int, int]
             nproc = int(limits["nproc"])
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
             drop_privileges(uid, job.get("read_caps", False))
+        elif os.geteuid() == 0:
+            drop_capabilities()
         if _LIBC is not None:  # die with the server (set after the uid change, which clears it)
             _LIBC[1].prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
         status = os.fdopen(STATUS_FD, "w", buffering=1)
@@ -231,6 +232,22 @@ def drop_privileges(uid: int, keep_read: bool) -> None:
         data = (ctypes.c_uint32 * 6)(bit, bit, 0, 0, 0, 0)  # effective, permitted, inheritable (x2 words)
         if libc.capset(header, data) != 0:
             raise OSError(ctypes.get_errno(), "capset")
+
+
+PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
+
+
+def drop_capabilities() -> None:
+    """For code left running as (namespace) root: empty bounding set, no new privileges on exec, no
+    capabilities. It cannot remount, mount, change ownership or regain privileges through a binary."""
+    ctypes, libc = _libc()
+    for cap in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:  # EINVAL: past the last
+            break
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
 
 
 def _classify(exc: BaseException) -> str:
@@ -440,6 +457,7 @@ def _run_test(job: dict, code, index: int, workdir: str, env: dict) -> dict:
     seen_results = 0
     verdict = None
     exit_status = None
+    cpu_used = 0.0
     while True:
         wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
         events = poller.poll(min(wait_ms, 50) if pidfd is None else wait_ms)
@@ -458,9 +476,10 @@ def _run_test(job: dict, code, index: int, workdir: str, env: dict) -> dict:
             if n > seen_results:
                 seen_results = n
                 deadline = min(time.monotonic() + timeout, sample_deadline)
-        done_pid, status = os.waitpid(pid, os.WNOHANG)
+        done_pid, status, usage = os.wait4(pid, os.WNOHANG)
         if done_pid:
             exit_status = status
+            cpu_used = usage.ru_utime + usage.ru_stime
             break
         if time.monotonic() >= deadline:
             verdict = "timeout"
@@ -468,9 +487,12 @@ def _run_test(job: dict, code, index: int, workdir: str, env: dict) -> dict:
     _kill_tree(pid)
     if exit_status is None:
         try:
-            _, exit_status = os.waitpid(pid, 0)
+            _, exit_status, usage = os.wait4(pid, 0)
+            cpu_used = usage.ru_utime + usage.ru_stime
         except ChildProcessError:
             exit_status = None
+    if verdict is None and exit_status is not None and cpu_used >= int(limits["cpu_s"]) - 0.05:
+        verdict = "timeout"  # RLIMIT_CPU: SIGXCPU, or SIGKILL at the hard limit (init ignores SIGXCPU)
     for fd, stream in streams.items():  # what is left in the pipes (writers are gone or stopped)
         state = "data"
         while verdict != "output_limit" and state == "data":
@@ -697,6 +719,12 @@ def probe(cfg: dict) -> dict:
     import socket
 
     info = {"pid": os.getpid(), "uid": os.getuid()}
+    try:  # real root (every uid mapped) can run the code under a private uid
+        with open("/proc/self/uid_map") as f:
+            full_map = f.read().split() == ["0", "0", "4294967295"]
+    except OSError:
+        full_map = False
+    info["can_drop"] = os.getuid() == 0 and full_map
     if cfg.get("fs") == "mount":
         try:
             setup_filesystem(cfg)
@@ -705,12 +733,10 @@ def probe(cfg: dict) -> dict:
     root_ro = bool(os.statvfs("/").f_flag & os.ST_RDONLY)
     tmp_rw = not os.statvfs("/tmp").f_flag & os.ST_RDONLY
     info["fs"] = "private" if root_ro and tmp_rw else "host"
-    try:
-        with socket.create_connection(("127.0.0.1", 9), timeout=1):
-            info["network"] = "open"
-    except OSError as exc:
-        info["network"] = "isolated" if exc.errno in (errno.ENETUNREACH, errno.EADDRNOTAVAIL) else "open"
+    # Isolated: a network namespace of our own holding nothing but a loopback device.
     info["interfaces"] = [name for _, name in socket.if_nameindex()]
+    own_ns = os.readlink("/proc/self/ns/net") != cfg.get("host_net_ns")
+    info["network"] = "isolated" if own_ns and info["interfaces"] == ["lo"] else "open"
     pid = os.fork()  # can each test be init of a PID namespace of its own (twice in a row)?
     if pid == 0:
         ok = True

@@ -181,17 +181,22 @@ _detected: dict[str, Isolation] = {}
 _warned = False
 
 
-def _host_mnt_ns() -> str:
+def _host_ns(kind: str) -> str:
     try:
-        return os.readlink("/proc/self/ns/mnt")
+        return os.readlink(f"/proc/self/ns/{kind}")
     except OSError:
         return ""
+
+
+def _host_mnt_ns() -> str:
+    return _host_ns("mnt")
 
 
 def _probe(iso: Isolation) -> dict | None:
     hostdir = tempfile.mkdtemp(prefix="lmen-probe-")
     try:
-        cfg = {"fs": iso.fs_setup, "host_mnt_ns": _host_mnt_ns(), "fsize_mb": 1}
+        cfg = {"fs": iso.fs_setup, "host_mnt_ns": _host_mnt_ns(), "host_net_ns": _host_ns("net"),
+               "fsize_mb": 1}
         cmd = iso.prefix(hostdir) + [sys.executable, "-I", "-S", "-c", _BOOTSTRAP, "--probe",
                                      marshal.dumps(cfg).hex()]
         proc = subprocess.run(cmd, cwd=hostdir, env=_CHILD_ENV, capture_output=True, timeout=20,
@@ -208,16 +213,16 @@ def _probe(iso: Isolation) -> dict | None:
 
 
 def _candidates(requested: str) -> list[Isolation]:
-    root = os.geteuid() == 0
     out = []
+    # private_uid and test_pid_namespace are settled by the probe
     if requested in ("auto", "bwrap") and shutil.which("bwrap"):
         out.append(Isolation("bwrap", True, True, True, False))
     if requested in ("auto", "unshare") and shutil.which("unshare"):
-        out.append(Isolation("unshare", True, True, True, root))
+        out.append(Isolation("unshare", True, True, True, False))
     if requested in ("auto", "unshare-net") and shutil.which("unshare"):
-        out.append(Isolation("unshare-net", True, False, False, root))
+        out.append(Isolation("unshare-net", True, False, False, False))
     if requested in ("auto", "none"):
-        out.append(Isolation("none", False, False, False, root))
+        out.append(Isolation("none", False, False, False, False))
     return out
 
 
@@ -244,7 +249,8 @@ def detect_isolation(requested: str | None = None) -> Isolation:
                     continue
                 if cand.pid_namespace and info.get("pid") != 1:
                     continue
-            chosen = replace(cand, test_pid_namespace=bool(info and info.get("nest")))
+            chosen = replace(cand, test_pid_namespace=bool(info and info.get("nest")),
+                             private_uid=bool(info and info.get("can_drop")))
             break
         if chosen is None:
             raise RuntimeError(f"sandbox isolation {requested!r} does not work on this machine "
