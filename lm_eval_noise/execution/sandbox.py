@@ -15,7 +15,7 @@ The server forks one child per test (see `_harness.py`): own process group and, 
 init of its own PID namespace; RLIMIT_AS, RLIMIT_CPU, RLIMIT_FSIZE; a wall-clock timeout per test and per
 sample; output read incrementally up to a cap; a private working folder removed afterwards. When the
 evaluator is real root outside a user namespace, the code also runs under a uid of its own per worker
-slot (`uid_base` + slot) with no capability but CAP_DAC_READ_SEARCH (when the interpreter lives in a
+slot (see `_UidSlots`) with no capability but CAP_DAC_READ_SEARCH (when the interpreter lives in a
 private home): it cannot signal the evaluator or write root's files, and RLIMIT_NPROC (not enforced for
 root) bounds fork bombs. Teardown kills the test's process group and then every descendant left, which
 the server (a child subreaper) inherits whatever session it moved to.
@@ -58,14 +58,15 @@ from lm_eval_noise.execution._harness import VERDICTS
 log = logging.getLogger("lm_eval_noise.execution")
 
 HARNESS = str(Path(__file__).with_name("_harness.py"))
-# Imports the harness from its cached bytecode (the parent's own import of it wrote the .pyc), then
-# takes its folder off sys.path again so untrusted code cannot import this package's modules.
+# Imports the harness as a module (from the bytecode the parent's own import of it cached, rather than
+# compiling it as a script), then takes its folder off sys.path again so that the programs cannot
+# import this package's modules.
 _BOOTSTRAP = (f"import sys; sys.path.insert(0, {str(Path(HARNESS).parent)!r}); import _harness; "
               "del sys.path[0]; sys.exit(_harness.main())")
 ISOLATION_MODES = ("auto", "bwrap", "unshare", "unshare-net", "none")
 ENV_ISOLATION = "LM_EVAL_NOISE_SANDBOX"
 ENV_UID_BASE = "LM_EVAL_NOISE_SANDBOX_UID_BASE"
-DEFAULT_UID_BASE = 1_900_000_000  # far above any human or container range; one uid per worker slot
+DEFAULT_UID_BASE = 1_000_000_000  # + (pid << 8) + slot stays below 2**31, far above human and container ids
 _CHILD_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "LANG": "C.UTF-8",
@@ -102,8 +103,8 @@ class Limits:
 @dataclass(frozen=True)
 class Isolation:
     mode: str
-    network: bool  # no route anywhere, loopback included
-    filesystem: bool  # read-only host, private /tmp that vanishes with the sample
+    network: bool  # a network namespace of its own, with nothing but (its own) loopback
+    filesystem: bool  # read-only host, private tmpfs /tmp emptied after every sample
     pid_namespace: bool  # the worker's server is init of its own PID namespace
     private_uid: bool  # untrusted code runs under a per-slot uid (RLIMIT_NPROC enforced)
     test_pid_namespace: bool = False  # each test is init of a PID namespace of its own (probed)
@@ -267,23 +268,26 @@ def detect_isolation(requested: str | None = None) -> Isolation:
 
 
 class _UidSlots:
-    """Hands out one uid per concurrently running sample, so RLIMIT_NPROC and kill(-1) stay per sample."""
+    """One uid per warm server (worker slot), unique on the machine: base + (our pid << 8) + slot, so that
+    RLIMIT_NPROC and the uid-wide cleanup stay within one slot, even with several evaluators running."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._busy: set[int] = set()
 
     def acquire(self) -> int:
-        base = int(os.environ.get(ENV_UID_BASE, DEFAULT_UID_BASE))
         with self._lock:
             slot = next(i for i in range(len(self._busy) + 1) if i not in self._busy)
             self._busy.add(slot)
-        return base + slot
+        return self._base() + slot % 256  # Sandbox caps workers at 256
 
     def release(self, uid: int) -> None:
-        base = int(os.environ.get(ENV_UID_BASE, DEFAULT_UID_BASE))
         with self._lock:
-            self._busy.discard(uid - base)
+            self._busy.discard(uid - self._base())
+
+    @staticmethod
+    def _base() -> int:
+        return int(os.environ.get(ENV_UID_BASE, DEFAULT_UID_BASE)) + (os.getpid() << 8)
 
 
 _uid_slots = _UidSlots()
@@ -425,9 +429,9 @@ class Sandbox:
     def __init__(self, limits: Limits | None = None, workers: int | None = None,
                  isolation: str | Isolation | None = None, label: str = "lm-eval-noise-sandbox"):
         self.limits = limits or Limits()
-        if workers is not None and workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
-        self.workers = workers or os.cpu_count() or 1
+        if workers is not None and not 1 <= workers <= 256:
+            raise ValueError(f"workers must be between 1 and 256, got {workers}")
+        self.workers = min(workers or os.cpu_count() or 1, 256)
         self.isolation = isolation if isinstance(isolation, Isolation) else detect_isolation(isolation)
         if not label.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"label {label!r}: use letters, digits, '-' and '_' only")
