@@ -119,6 +119,19 @@ def test_good_program_passes(sandbox):
     assert result.passed and result.reason == "passed" and result.compiled
 
 
+def test_program_may_start_python(sandbox):
+    """Legitimate use keeps working: a program may run a Python subprocess (and gains no privilege)."""
+    program = (
+        "import subprocess, sys\n"
+        "out = subprocess.run([sys.executable, '-c', 'import json; print(6 * 7)'], capture_output=True, text=True)\n"
+        "assert out.stdout.strip() == '42', out.stderr\n"
+        "status = open('/proc/self/status').read()\n"
+        "assert 'NoNewPrivs:\\t1' in status\n"
+    )
+    result = sandbox.run(script_job(program))
+    assert result.passed, result
+
+
 def test_fork_bomb(sandbox):
     if not _contained_processes(sandbox):
         pytest.skip("neither a PID namespace nor a private uid here: a fork bomb would not be contained")

@@ -198,8 +198,9 @@ def _child_main(job: dict, code, fds: tuple[int, int, int, int]) -> None:
             drop_privileges(uid, job.get("read_caps", False))
         elif os.geteuid() == 0:
             drop_capabilities()
-        if _LIBC is not None:  # die with the server (set after the uid change, which clears it)
-            _LIBC[1].prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+        if _LIBC is not None:
+            _LIBC[1].prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # no setuid binary lends privileges
+            _LIBC[1].prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)  # die with the server (after the uid change)
         status = os.fdopen(STATUS_FD, "w", buffering=1)
     except BaseException as exc:  # setup failure: report through the exit code alone
         os.write(2, f"sandbox child setup failed: {exc!r}\n".encode())
@@ -208,12 +209,15 @@ def _child_main(job: dict, code, fds: tuple[int, int, int, int]) -> None:
 
 
 PR_SET_KEEPCAPS, CAP_DAC_READ_SEARCH, _LINUX_CAPABILITY_VERSION_3 = 8, 2, 0x20080522
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE = 47, 2
+PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
 
 
 def drop_privileges(uid: int, keep_read: bool) -> None:
     """Become `uid` (gid too, no supplementary groups). With `keep_read`, keep CAP_DAC_READ_SEARCH only,
     so an interpreter installed under a private home (e.g. /root/.pyenv) can still import its standard
     library: reading is allowed everywhere, writing, signalling and exceeding RLIMIT_NPROC are not."""
+    _no_new_privileges(keep=CAP_DAC_READ_SEARCH if keep_read else None)
     if keep_read:
         ctypes, libc = _libc()
         if libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0:
@@ -224,22 +228,27 @@ def drop_privileges(uid: int, keep_read: bool) -> None:
     if keep_read:
         header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
         bit = 1 << CAP_DAC_READ_SEARCH
-        data = (ctypes.c_uint32 * 6)(bit, bit, 0, 0, 0, 0)  # effective, permitted, inheritable (x2 words)
+        data = (ctypes.c_uint32 * 6)(bit, bit, bit, 0, 0, 0)  # effective, permitted, inheritable (x2 words)
         if libc.capset(header, data) != 0:
             raise OSError(ctypes.get_errno(), "capset")
+        # ambient too, so that a Python the program starts (subprocess) can read its library as well
+        libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH, 0, 0)
 
 
-PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
+def _no_new_privileges(keep: int | None = None) -> None:
+    """Empty the bounding set (but `keep`) and forbid gaining privileges on exec (setuid binaries)."""
+    ctypes, libc = _libc()
+    for cap in range(64):
+        if cap != keep and libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:
+            break  # EINVAL: past the last capability this kernel knows
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
 def drop_capabilities() -> None:
     """For code left running as (namespace) root: empty bounding set, no new privileges on exec, no
     capabilities. It cannot remount, mount, change ownership or regain privileges through a binary."""
     ctypes, libc = _libc()
-    for cap in range(64):
-        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:  # EINVAL: past the last
-            break
-    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    _no_new_privileges()
     header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
     if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
         raise OSError(ctypes.get_errno(), "capset")
