@@ -1,0 +1,97 @@
+"""Problem generation (seed 000, Experiment 2): the model invents a new Python problem as a
+function signature with a docstring; the K repeats of each prompt are scored together.
+
+Each prompt ends with `def`, so a completion reads `prefix + response` (doc field `prefix`).
+A response holding a Markdown code fence (chat models) is read from the fence instead.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import warnings
+from pathlib import Path
+
+import datasets
+
+from lm_eval_noise.metrics import distinct_n, self_bleu
+
+PROMPTS_FILE = Path(__file__).with_name("prompts.jsonl")
+_FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def load_prompts(prompts_file: str | None = None, **metadata) -> datasets.DatasetDict:
+    """The embedded prompt variants as a one-split ("test") DatasetDict.
+
+    `--metadata '{"prompts_file": "my.jsonl"}'` swaps in another JSONL (fields `prompt` and `prefix`).
+    """
+    path = Path(prompts_file).expanduser() if prompts_file else PROMPTS_FILE
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
+
+
+def keep_all(resps, docs):
+    """Filter that keeps every one of the K repeats (used with lm-eval's `custom` filter)."""
+    return [list(r) for r in resps]
+
+
+def responses(results) -> list[str]:
+    """The K generations of one doc from process_results' `results` argument."""
+    resps = results[0]
+    resps = [resps] if isinstance(resps, str) else resps
+    return [str(r) for r in resps]
+
+
+def sample_code(response: str, prefix: str = "def") -> str:
+    """The Python source of one sample: a fenced block's body if there is one, else prefix + response."""
+    fenced = _FENCE.search(response)
+    if fenced:
+        return fenced.group(1)
+    return prefix + response
+
+
+def parse_problem(code: str) -> dict | None:
+    """Name, signature and docstring of a valid problem, else None.
+
+    Valid: the code parses, its top level defines exactly one function and no class, and that
+    function has a non-empty docstring. Other top-level statements (imports, example calls) are
+    allowed; an implementation below the docstring is allowed too.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    funcs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    if len(funcs) != 1 or any(isinstance(n, ast.ClassDef) for n in tree.body):
+        return None
+    func = funcs[0]
+    docstring = ast.get_docstring(func)
+    if not docstring or not docstring.strip():
+        return None
+    signature = f"{func.name}({ast.unparse(func.args)})"
+    if func.returns is not None:
+        signature += f" -> {ast.unparse(func.returns)}"
+    return {"name": func.name, "signature": signature, "docstring": docstring}
+
+
+def process_results(doc: dict, results: list) -> dict[str, float]:
+    """Validity and diversity of the K problems generated for one prompt.
+
+    `valid` is over all K samples; the other metrics are over the valid samples only
+    (0.0 when none is valid; docstring self-BLEU is 0.0 with fewer than two valid samples).
+    """
+    samples = responses(results)
+    prefix = doc.get("prefix") or ""
+    problems = [p for p in (parse_problem(sample_code(r, prefix)) for r in samples) if p is not None]
+    n_valid = len(problems)
+    docstrings = [p["docstring"] for p in problems]
+    return {
+        "valid": n_valid / len(samples) if samples else 0.0,
+        "unique_names": len({p["name"] for p in problems}) / n_valid if n_valid else 0.0,
+        "unique_signatures": len({p["signature"] for p in problems}) / n_valid if n_valid else 0.0,
+        "docstring_distinct_2": distinct_n(docstrings, 2),
+        "docstring_self_bleu": self_bleu(docstrings, method="max"),
+    }
