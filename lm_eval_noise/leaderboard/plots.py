@@ -1,0 +1,324 @@
+"""`python -m lm_eval_noise plot DIR`: the Pareto "killer plot" and σ-sweep plots from result files.
+
+- `--kind pareto` (default): one point per method (e.g. x = distinct_2, y = pass@5); methods on the
+  Pareto frontier (not dominated on both axes, each axis counted in its own better direction) are
+  ringed and joined; every point is labelled by its method.
+- `--kind sigma`: the metric against the noise scale σ, one line per noise type (and decoding
+  setting), runs without noise (greedy, temperature, nucleus) as horizontal baselines.
+
+Metric names match lm-eval's result keys with or without the ",filter" suffix. Drawn with
+matplotlib's Agg canvas (no display needed) and written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lm_eval_noise.leaderboard.directions import HIGHER, LOWER, direction_word
+from lm_eval_noise.leaderboard.method import fmt_num, format_label
+from lm_eval_noise.leaderboard.records import row_labels
+from lm_eval_noise.leaderboard.results_io import ResultsError, display_metric, resolve_metric
+from lm_eval_noise.leaderboard.table import collect, method_sort_key
+
+KIND_COLORS = {"greedy": "#222222", "sampling": "#1f77b4", "noise": "#ff7f0e", "noise+sampling": "#9467bd"}
+FRONTIER_COLOR = "#d62728"
+SIGMA_AXIS_NAMES = ("noise_scale", "sigma", "σ")
+
+
+@dataclass
+class Point:
+    label: str
+    method: dict[str, Any]
+    x: float
+    y: float
+    xerr: float | None = None
+    yerr: float | None = None
+
+
+@dataclass
+class Selection:
+    model: str
+    task: str
+    records: list[dict]
+
+
+def select(records: list[dict], metrics: Sequence[str], task: str | None, model: str | None) -> tuple[Selection, list[str]]:
+    """Pick the model and task holding all `metrics`; returns the selection and the resolved keys."""
+    models = sorted({r["model"]["name"] for r in records})
+    if model is None:
+        if len(models) > 1:
+            raise ResultsError(f"results hold several models; pick one with --model: {', '.join(models)}")
+        model = models[0]
+    elif model not in models:
+        raise ResultsError(f"--model {model!r} not found; available: {', '.join(models)}")
+    records = [r for r in records if r["model"]["name"] == model]
+
+    keys_by_task: dict[str, set[str]] = {}
+    for r in records:
+        keys_by_task.setdefault(r["task"]["name"], set()).update(r["metrics"])
+    if task is not None:
+        if task not in keys_by_task:
+            raise ResultsError(f"--task {task!r} not found for {model}; available: {', '.join(sorted(keys_by_task))}")
+        candidates = [task]
+    else:
+        candidates = sorted(keys_by_task)
+
+    fits: dict[str, list[str]] = {}
+    errors = []
+    for t in candidates:
+        try:
+            fits[t] = [resolve_metric(m, keys_by_task[t], where=f"task {t!r}") for m in metrics]
+        except ResultsError as e:
+            errors.append(str(e))
+    if not fits:
+        if task is not None:
+            raise ResultsError(errors[0])
+        listed = "; ".join(f"{t}: {', '.join(sorted(display_metric(k, ks) for k in ks))}" for t, ks in sorted(keys_by_task.items()))
+        raise ResultsError(f"no task has all of {', '.join(metrics)}; available metrics per task: {listed}")
+    if len(fits) > 1:
+        raise ResultsError(f"several tasks have {', '.join(metrics)}; pick one with --task: {', '.join(sorted(fits))}")
+    (t, keys), = fits.items()
+    return Selection(model, t, [r for r in records if r["task"]["name"] == t]), keys
+
+
+def pareto_front(xs: Sequence[float], ys: Sequence[float], x_dir: int = HIGHER, y_dir: int = HIGHER) -> list[int]:
+    """Indices of the points no other point dominates (at least as good on both axes, better on one).
+
+    A direction of LOWER flips that axis; NEUTRAL counts as HIGHER.
+    """
+    sx = -1.0 if x_dir == LOWER else 1.0
+    sy = -1.0 if y_dir == LOWER else 1.0
+    pts = [(sx * x, sy * y) for x, y in zip(xs, ys)]
+    front = []
+    for i, (xi, yi) in enumerate(pts):
+        dominated = any(
+            xj >= xi and yj >= yi and (xj > xi or yj > yi) for j, (xj, yj) in enumerate(pts) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def _points(sel: Selection, xkey: str, ykey: str) -> list[Point]:
+    pts = []
+    for r, label in zip(sel.records, row_labels(sel.records)):
+        if xkey in r["metrics"] and ykey in r["metrics"]:
+            mx, my = r["metrics"][xkey], r["metrics"][ykey]
+            if not (math.isnan(mx["value"]) or math.isnan(my["value"])):
+                pts.append(Point(label, r["method"], mx["value"], my["value"], mx["stderr"], my["stderr"]))
+    return pts
+
+
+def _new_figure(width: float = 9.0, height: float = 6.5):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _save(fig, output: str | Path) -> Path:
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=output.suffix or ".png", dir=output.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=150, format=(output.suffix.lstrip(".") or "png"))
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return output
+
+
+def _short(model: str) -> str:
+    """A local model path as its folder name, for titles; hub ids as they are."""
+    return Path(model).name if model.startswith(("/", "./", "~")) else model
+
+
+def _axis_label(sel: Selection, key: str) -> str:
+    entry = next(r["metrics"][key] for r in sel.records if key in r["metrics"])
+    name = display_metric(key, {k for r in sel.records for k in r["metrics"]})
+    return f"{name} ({direction_word(entry['direction'])})"
+
+
+def _direction(sel: Selection, key: str) -> int:
+    return next(r["metrics"][key]["direction"] for r in sel.records if key in r["metrics"])
+
+
+def _place_labels(fig, ax, annotations, points: list[tuple[float, float]]) -> None:
+    """Move a label that overlaps a point or an earlier label: left of its point, then lower or higher."""
+    from matplotlib.transforms import Bbox
+
+    renderer = fig.canvas.get_renderer()
+    radius = 5 * fig.dpi / 72
+    placed = [Bbox.from_bounds(px - radius, py - radius, 2 * radius, 2 * radius)
+              for px, py in ax.transData.transform(points)]
+    for ann in annotations:
+        box = ann.get_window_extent(renderer)
+        step = box.height * 72 / fig.dpi / max(1, ann.get_text().count("\n") + 1)  # one line, in points
+        dx, dy = ann.xyann
+        for cand in [(dx, dy), (-dx, dy), (dx, dy - 1.2 * step), (-dx, dy - 1.2 * step), (dx, dy + 1.2 * step),
+                     (-dx, dy + 1.2 * step), (dx, dy - 2.4 * step), (-dx, dy - 2.4 * step)]:
+            ann.xyann = cand
+            ann.set_horizontalalignment("left" if cand[0] > 0 else "right")
+            box = ann.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+        else:
+            ann.xyann = (dx, dy)
+            ann.set_horizontalalignment("left")
+        placed.append(ann.get_window_extent(renderer))
+
+
+def plot_pareto(sel: Selection, xkey: str, ykey: str, output: str | Path, title: str | None = None) -> tuple[Path, list[str]]:
+    """Draw and save the Pareto plot; returns the path and the frontier's method labels."""
+    pts = _points(sel, xkey, ykey)
+    if not pts:
+        raise ResultsError(f"no run of {sel.task} has both {xkey} and {ykey}")
+    front = set(pareto_front([p.x for p in pts], [p.y for p in pts], _direction(sel, xkey), _direction(sel, ykey)))
+    fig, ax = _new_figure()
+    seen_kinds = set()
+    groups: dict[tuple[float, float], list[int]] = {}  # methods at the same spot share one label
+    for i, p in enumerate(pts):
+        kind = p.method.get("kind", "greedy")
+        on_front = i in front
+        groups.setdefault((p.x, p.y), []).append(i)
+        ax.errorbar(p.x, p.y, xerr=p.xerr, yerr=p.yerr, fmt="none", ecolor="#cccccc", elinewidth=0.8, zorder=1)
+        ax.scatter(
+            [p.x], [p.y], s=110 if on_front else 45, color=KIND_COLORS.get(kind, "#7f7f7f"),
+            edgecolors=FRONTIER_COLOR if on_front else "none", linewidths=2 if on_front else 0, zorder=3,
+        )
+        seen_kinds.add(kind)
+    annotations = []
+    for (x, y), members in sorted(groups.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        members.sort(key=lambda i: method_sort_key(pts[i].method))
+        on_front = any(i in front for i in members)
+        annotations.append(ax.annotate(
+            "\n".join(pts[i].label for i in members), (x, y), xytext=(7, 4), textcoords="offset points", fontsize=7.5,
+            va="top", fontweight="bold" if on_front else "normal", color="#000000" if on_front else "#555555",
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.7}, zorder=4,
+        ))
+    ordered = sorted((pts[i] for i in front), key=lambda p: (p.x, p.y))
+    ax.plot([p.x for p in ordered], [p.y for p in ordered], color=FRONTIER_COLOR, linestyle="--", linewidth=1.5, zorder=2)
+    ax.set_xlabel(_axis_label(sel, xkey))
+    ax.set_ylabel(_axis_label(sel, ykey))
+    ax.set_title(title or f"{_short(sel.model)} · {sel.task}: Pareto frontier")
+    ax.grid(True, alpha=0.3)
+    ax.margins(x=0.12, y=0.08)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], linestyle="none", marker="o", color=KIND_COLORS.get(k, "#7f7f7f"), label=k)
+               for k in KIND_COLORS if k in seen_kinds]
+    handles.append(Line2D([], [], color=FRONTIER_COLOR, linestyle="--", marker="o", markerfacecolor="none",
+                          markeredgecolor=FRONTIER_COLOR, markeredgewidth=2, label="Pareto frontier"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
+    fig.canvas.draw()
+    _place_labels(fig, ax, annotations, [(p.x, p.y) for p in pts])
+    return _save(fig, output), [p.label for p in ordered]
+
+
+def _series_name(method: dict[str, Any]) -> str:
+    noise = dict(method["noise"], scale=None, scales=None)
+    return format_label(noise, method.get("generation") or {})
+
+
+def _mean_and_error(runs: list[tuple[float, float | None]]) -> tuple[float, float]:
+    """One run: its value and stderr. Several seeds: their mean and the standard error across them."""
+    values = [v for v, _ in runs]
+    if len(runs) == 1:
+        return values[0], runs[0][1] or 0.0
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return mean, sd / math.sqrt(len(values))
+
+
+def plot_sigma(sel: Selection, ykey: str, output: str | Path, title: str | None = None) -> tuple[Path, dict[str, list]]:
+    """Draw and save metric vs σ; returns the path and {series: [(σ, value), ...]}.
+
+    Runs of the same method with several seeds are drawn as their mean (error bar: standard error
+    across seeds); a single run shows its lm-eval stderr.
+    """
+    series: dict[str, dict[float, list[tuple[float, float | None]]]] = {}
+    baselines: dict[str, tuple[dict[str, Any], list[tuple[float, float | None]]]] = {}
+    for r in sel.records:
+        if ykey not in r["metrics"]:
+            continue
+        m = r["metrics"][ykey]
+        noise = r["method"].get("noise")
+        if not noise:
+            baselines.setdefault(r["method"]["label"], (r["method"], []))[1].append((m["value"], m["stderr"]))
+        elif noise.get("scale") is not None:
+            by_scale = series.setdefault(_series_name(r["method"]), {})
+            by_scale.setdefault(noise["scale"], []).append((m["value"], m["stderr"]))
+    if not series:
+        raise ResultsError(f"no noise run with a single noise scale has {ykey} in {sel.task}")
+    curves = {name: [(scale, *_mean_and_error(runs)) for scale, runs in sorted(by_scale.items())]
+              for name, by_scale in sorted(series.items())}
+    scales = sorted({scale for by_scale in series.values() for scale in by_scale})
+    log_x = scales[0] > 0 and scales[-1] / scales[0] >= 10
+    fig, ax = _new_figure()
+    for name, pts in curves.items():
+        ax.errorbar([s for s, _, _ in pts], [v for _, v, _ in pts], yerr=[e for _, _, e in pts],
+                    marker="o", capsize=3, label=name)
+    styles = ["--", ":", "-.", (0, (1, 1)), (0, (6, 2, 1, 2, 1, 2))]
+    greys = ["#000000", "#4d4d4d", "#7a7a7a", "#a6a6a6"]
+    for k, (method, runs) in enumerate(sorted(baselines.values(), key=lambda b: method_sort_key(b[0]))):
+        ax.axhline(_mean_and_error(runs)[0], color=greys[k % len(greys)], linestyle=styles[k % len(styles)],
+                   linewidth=1.3, label=f"{method['label']} (baseline)")
+    if log_x:
+        from matplotlib.ticker import NullFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(scales, [fmt_num(t) for t in scales])
+    ax.set_xlabel("noise scale σ (relative)")
+    ax.set_ylabel(_axis_label(sel, ykey))
+    ax.set_title(title or f"{_short(sel.model)} · {sel.task}: σ sweep")
+    ax.grid(True, alpha=0.3)
+    fig.legend(loc="outside right center", fontsize=8, frameon=False)
+    return _save(fig, output), {k: [(s, v) for s, v, _ in pts] for k, pts in curves.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lm_eval_noise plot",
+        description="Pareto frontier of methods (--kind pareto) or metric vs noise scale (--kind sigma) from lm-eval results.",
+    )
+    parser.add_argument("results_dir", help="folder searched recursively for lm-eval results JSONs")
+    parser.add_argument("--kind", choices=["pareto", "sigma"], default="pareto")
+    parser.add_argument("--x", help="x-axis metric for --kind pareto (e.g. distinct_2); --kind sigma always uses the noise scale")
+    parser.add_argument("--y", required=True, help="y-axis metric (e.g. pass@5), with or without ',filter'")
+    parser.add_argument("--output", "-o", help="image path (.png, .pdf, .svg); default: <kind>.png")
+    parser.add_argument("--task", help="the task to plot, when several tasks have the metrics")
+    parser.add_argument("--model", help="the model to plot, when the results hold several")
+    parser.add_argument("--title")
+    args = parser.parse_args(argv)
+    output = args.output or f"{args.kind}.png"
+    try:
+        records, _ = collect(args.results_dir)
+        if args.kind == "pareto":
+            if not args.x:
+                raise ResultsError("--kind pareto needs --x (e.g. --x distinct_2)")
+            sel, (xkey, ykey) = select(records, [args.x, args.y], args.task, args.model)
+            path, front = plot_pareto(sel, xkey, ykey, output, args.title)
+            print(f"wrote {path} ({sel.model}, {sel.task}); Pareto frontier: {', '.join(front)}")
+        else:
+            if args.x and args.x not in SIGMA_AXIS_NAMES:
+                raise ResultsError(f"--kind sigma plots against the noise scale; --x must be left out or one of {', '.join(SIGMA_AXIS_NAMES)}")
+            sel, (ykey,) = select(records, [args.y], args.task, args.model)
+            path, series = plot_sigma(sel, ykey, output, args.title)
+            print(f"wrote {path} ({sel.model}, {sel.task}); series: {', '.join(sorted(series))}")
+    except ResultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

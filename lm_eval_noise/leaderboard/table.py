@@ -1,0 +1,320 @@
+"""`python -m lm_eval_noise leaderboard DIR`: every lm-eval result under DIR in one table.
+
+Rows are model × method, columns task/metric ("value ± stderr"); the best value of each column is
+marked (bold in Markdown), lower-is-better metrics (Self-BLEU, perplexity...) counted the right way
+round (see directions.py). When several runs share a model × method × task, the newest (by the
+run's date) is kept and the others are reported on stderr and in the JSON under "superseded".
+Runs of one method with different seeds (a sweep's `seeds`, hf-noisy's noise_seed) are not
+repeats: each gets its own row, labelled "<method> seed=N".
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lm_eval_noise.leaderboard.directions import HIGHER, LOWER, NEUTRAL, arrow, direction_word
+from lm_eval_noise.leaderboard.records import keep_newest, row_labels, to_leaderboard_record, write_leaderboard_records
+from lm_eval_noise.leaderboard.results_io import (
+    ResultsError,
+    atomic_write_text,
+    display_metric,
+    find_results_files,
+    resolve_metric,
+    split_metric_list,
+)
+
+_KIND_ORDER = {"greedy": 0, "sampling": 1, "noise": 2, "noise+sampling": 3}
+
+
+@dataclass
+class Column:
+    task: str
+    key: str  # lm-eval's "metric,filter"
+    name: str  # metric as shown: without the filter when the task has one filter for it
+    direction: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.task}/{self.name}"
+
+
+@dataclass
+class Row:
+    model: str
+    label: str  # the method label, plus " seed=N" where the method ran with several seeds
+    method: dict[str, Any]  # Method.to_dict()
+
+
+@dataclass
+class Table:
+    rows: list[Row]
+    columns: list[Column]
+    cells: dict[tuple[int, int], dict[str, Any]]  # (row, column) -> metric entry of a record
+    superseded: list[dict] = field(default_factory=list)
+
+    def best_rows(self, col: int) -> list[int]:
+        """Rows holding the best value of column `col` (ties all count); none for neutral metrics."""
+        d = self.columns[col].direction
+        vals = {r: self.cells[(r, col)]["value"] for r in range(len(self.rows)) if (r, col) in self.cells}
+        vals = {r: v for r, v in vals.items() if not math.isnan(v)}
+        if d == NEUTRAL or not vals:
+            return []
+        target = max(vals.values()) if d == HIGHER else min(vals.values())
+        return [r for r, v in vals.items() if v == target]
+
+
+def collect(root: str | Path) -> tuple[list[dict], list[dict]]:
+    """Leaderboard records for every results JSON under `root`, newest per model×method×task."""
+    files = find_results_files(root)
+    if not files:
+        raise ResultsError(f"no lm-eval results JSON found under {root}")
+    records = [rec for f in files for rec in to_leaderboard_record(f)]
+    return keep_newest(records)
+
+
+def method_sort_key(method: dict[str, Any]) -> tuple:
+    """Greedy, then sampling, then noise, then noise with sampling; by type, σ, temperature within."""
+    noise = method.get("noise") or {}
+    gen = method.get("generation") or {}
+    return (
+        _KIND_ORDER.get(method.get("kind"), 9),
+        noise.get("type") or "",
+        noise.get("scale") if noise.get("scale") is not None else math.inf,
+        gen.get("temperature", 0.0),
+        -gen.get("top_p", 1.0),
+        method.get("label", ""),
+    )
+
+
+def build_table(records: Sequence[dict], metrics: Sequence[str] | None = None, superseded: list[dict] | None = None) -> Table:
+    """Arrange records (already one per model×method×task) as rows × columns.
+
+    `metrics` restricts and orders the columns: each entry is a metric name with or without its
+    ",filter" suffix, optionally prefixed "task/"; an entry matching no task is an error.
+    """
+    keys_by_task: dict[str, list[str]] = {}
+    directions: dict[tuple[str, str], int] = {}
+    for rec in records:
+        keys = keys_by_task.setdefault(rec["task"]["name"], [])
+        for key, entry in rec["metrics"].items():
+            if key not in keys:
+                keys.append(key)
+            directions.setdefault((rec["task"]["name"], key), entry["direction"])
+
+    wanted: list[tuple[str, str]] = []
+    if metrics:
+        for item in metrics:
+            wanted.extend(_match_metric(item, keys_by_task))
+        wanted = list(dict.fromkeys(wanted))
+    else:
+        wanted = [(t, k) for t in sorted(keys_by_task) for k in keys_by_task[t]]
+    columns = [Column(t, k, display_metric(k, keys_by_task[t]), directions[(t, k)]) for t, k in wanted]
+
+    labels = row_labels(records)
+    rows_by_key: dict[tuple[str, str], Row] = {}
+    for rec, label in zip(records, labels):
+        rows_by_key.setdefault((rec["model"]["name"], label), Row(rec["model"]["name"], label, rec["method"]))
+    rows = sorted(rows_by_key.values(), key=lambda r: (r.model, *method_sort_key(r.method), r.label))
+    row_index = {(r.model, r.label): i for i, r in enumerate(rows)}
+    col_index = {(c.task, c.key): j for j, c in enumerate(columns)}
+
+    cells: dict[tuple[int, int], dict[str, Any]] = {}
+    for rec, label in zip(records, labels):
+        i = row_index[(rec["model"]["name"], label)]
+        for key, entry in rec["metrics"].items():
+            j = col_index.get((rec["task"]["name"], key))
+            if j is not None:
+                cells[(i, j)] = {
+                    **entry,
+                    "n_samples": rec["n_samples"].get("effective"),
+                    "date": rec["date_iso"],
+                    "source": rec["source"]["results_file"],
+                }
+    return Table(rows, columns, cells, list(superseded or []))
+
+
+def _match_metric(item: str, keys_by_task: dict[str, list[str]]) -> list[tuple[str, str]]:
+    task, sep, name = item.partition("/")
+    if sep and task in keys_by_task:
+        return [(task, resolve_metric(name, keys_by_task[task], where=f"task {task!r}"))]
+    found = []
+    for t, keys in sorted(keys_by_task.items()):
+        try:
+            found.append((t, resolve_metric(item, keys, where=f"task {t!r}")))
+        except ResultsError as e:
+            if "ambiguous" in str(e):
+                raise
+    if not found:
+        listed = "; ".join(f"{t}: {', '.join(display_metric(k, ks) for k in ks)}" for t, ks in sorted(keys_by_task.items()))
+        raise ResultsError(f"--metrics: {item!r} matches no metric; available: {listed}")
+    return found
+
+
+# ---- rendering ---------------------------------------------------------------------------------
+
+
+def fmt_value(value: float | None) -> str:
+    if value is None:
+        return ""
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
+
+
+def fmt_cell(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return "—"
+    text = fmt_value(cell["value"])
+    if cell.get("stderr") is not None:
+        text += f" ± {fmt_value(cell['stderr'])}"
+    return text
+
+
+def _grid(table: Table) -> tuple[list[str], list[list[tuple[str, bool]]]]:
+    header = ["model", "method"] + [f"{c.id} {arrow(c.direction)}".rstrip() for c in table.columns]
+    best = [set(table.best_rows(j)) for j in range(len(table.columns))]
+    body = []
+    for i, row in enumerate(table.rows):
+        line = [(row.model, False), (row.label, False)]
+        line += [(fmt_cell(table.cells.get((i, j))), i in best[j]) for j in range(len(table.columns))]
+        body.append(line)
+    return header, body
+
+
+def render_markdown(table: Table) -> str:
+    header, body = _grid(table)
+
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join(["---", "---"] + ["---:"] * len(table.columns)) + "|"]
+    for line in body:
+        lines.append("| " + " | ".join(f"**{esc(t)}**" if best else esc(t) for t, best in line) + " |")
+    lines.append("")
+    lines.append(f"**bold** = best in its column; {arrow(HIGHER)} {direction_word(HIGHER)}, {arrow(LOWER)} {direction_word(LOWER)}.")
+    return "\n".join(lines) + "\n"
+
+
+def render_rich(table: Table, file=None) -> None:
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    header, body = _grid(table)
+    rt = RichTable(caption=f"bold green = best in its column; {arrow(HIGHER)} {direction_word(HIGHER)}, {arrow(LOWER)} {direction_word(LOWER)}")
+    for j, h in enumerate(header):
+        rt.add_column(h, justify="left" if j < 2 else "right")
+    for line in body:
+        rt.add_row(*[f"[bold green]{t}[/]" if best else t for t, best in line])
+    Console(file=file).print(rt)
+
+
+def to_csv(table: Table) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["model", "method"] + [x for c in table.columns for x in (c.id, f"{c.id} stderr")])
+    for i, row in enumerate(table.rows):
+        out = [row.model, row.label]
+        for j in range(len(table.columns)):
+            cell = table.cells.get((i, j))
+            out += ["", ""] if cell is None else [_raw(cell["value"]), _raw(cell.get("stderr"))]
+        writer.writerow(out)
+    return buf.getvalue()
+
+
+def _raw(x: float | None) -> str:
+    return "" if x is None else repr(x)
+
+
+def to_json(table: Table) -> dict[str, Any]:
+    best = [set(table.best_rows(j)) for j in range(len(table.columns))]
+    return {
+        "columns": [
+            {
+                "id": c.id,
+                "task": c.task,
+                "metric": c.name,
+                "key": c.key,
+                "direction": {HIGHER: "higher", LOWER: "lower", NEUTRAL: "none"}[c.direction],
+                "best": [f"{table.rows[i].model} | {table.rows[i].label}" for i in sorted(best[j])],
+            }
+            for j, c in enumerate(table.columns)
+        ],
+        "rows": [
+            {
+                "model": row.model,
+                "method": row.label,
+                "method_detail": row.method,
+                "cells": {
+                    c.id: {
+                        "value": table.cells[(i, j)]["value"],
+                        "stderr": table.cells[(i, j)].get("stderr"),
+                        "best": i in best[j],
+                        "n_samples": table.cells[(i, j)].get("n_samples"),
+                        "date": table.cells[(i, j)].get("date"),
+                        "source": table.cells[(i, j)].get("source"),
+                    }
+                    for j, c in enumerate(table.columns)
+                    if (i, j) in table.cells
+                },
+            }
+            for i, row in enumerate(table.rows)
+        ],
+        "superseded": table.superseded,
+    }
+
+
+def superseded_notes(superseded: Iterable[dict]) -> list[str]:
+    return [
+        f"note: {s['model']} | {s['method']} | {s['task']} | seed {s['seed']}: kept the newest run {s['kept']} ({s['kept_date']}), "
+        f"ignored {s['dropped']} ({s['dropped_date']})"
+        for s in superseded
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lm_eval_noise leaderboard",
+        description="Aggregate every lm-eval results JSON under a folder into one model × method table.",
+    )
+    parser.add_argument("results_dir", help="folder searched recursively for lm-eval results JSONs (or one such file)")
+    parser.add_argument("--csv", metavar="OUT.csv", help="also write the table as CSV (value and stderr columns)")
+    parser.add_argument("--json", metavar="OUT.json", help="also write the table as JSON (with best marks and sources)")
+    parser.add_argument("--metrics", metavar="A,B", help="only these metrics (with or without ',filter'; 'task/metric' for one task)")
+    parser.add_argument("--records", metavar="DIR", help="also write one leaderboard JSON per model/method/task under DIR")
+    parser.add_argument("--style", choices=["auto", "markdown", "rich"], default="auto",
+                        help="stdout format: Markdown, a rich table, or rich on a terminal and Markdown otherwise (default)")
+    args = parser.parse_args(argv)
+    try:
+        records, superseded = collect(args.results_dir)
+        known = [k for rec in records for k in rec["metrics"]]
+        metrics = split_metric_list(args.metrics, known) if args.metrics else None
+        table = build_table(records, metrics, superseded)
+        for note in superseded_notes(superseded):
+            print(note, file=sys.stderr)
+        style = args.style
+        if style == "auto":
+            style = "rich" if sys.stdout.isatty() else "markdown"
+        if style == "rich":
+            render_rich(table)
+        else:
+            sys.stdout.write(render_markdown(table))
+        if args.csv:
+            atomic_write_text(args.csv, to_csv(table))
+        if args.json:
+            atomic_write_text(args.json, json.dumps(to_json(table), indent=2, ensure_ascii=False, default=str) + "\n")
+        if args.records:
+            paths = write_leaderboard_records(records, args.records)
+            print(f"wrote {len(paths)} leaderboard records under {args.records}", file=sys.stderr)
+    except ResultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
