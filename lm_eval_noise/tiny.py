@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 
 ARCHS = ("llama", "qwen2")
-_RECIPE_VERSION = 3
+_RECIPE_VERSION = 4
 _SUBJECTS = ["the cat", "a robot", "the old sailor", "my sister", "the wizard", "a small dog",
              "the teacher", "a young girl", "the king", "our neighbour", "the detective", "a farmer"]
 _VERBS = ["found", "lost", "built", "painted", "opened", "carried", "watched", "followed",
@@ -46,7 +46,7 @@ def corpus(n_lines: int = 1500, seed: int = 0) -> list[str]:
             s2, v2, o2 = (rng.choice(x) for x in (_SUBJECTS, _VERBS, _OBJECTS))
             lines.append(f"Once upon a time {s} {v} {o} {p}. Then {s2} {v2} {o2}.")
         elif kind < 0.75:
-            a, b = rng.randint(1, 50), rng.randint(1, 50)
+            a, b = rng.randint(1, 9), rng.randint(1, 9)  # small enough to be learnt in a few hundred steps
             lines.append(f"Question: What is {a} plus {b}? Answer: {a} + {b} = {a + b}. #### {a + b}")
         else:
             name, args, doc, body = rng.choice(_FUNCS)

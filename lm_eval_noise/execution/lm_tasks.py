@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+from lm_eval_noise.metrics.distinct import distinct_n
 from lm_eval_noise.execution.loaders import (
     APPS_LIMITS,
     HUMANEVAL_LIMITS,
@@ -77,8 +78,9 @@ def run_apps(resps, docs) -> list[list[dict]]:
 
 
 def process_results(doc, results) -> dict:
-    """results[0]: the document's K records from the filter."""
-    return problem_metrics(results[0], PASS_KS)
+    """results[0]: the document's K records from the filter; pass@k plus the samples' distinct-2."""
+    records = results[0]
+    return {**problem_metrics(records, PASS_KS), "distinct_2": distinct_n([r["completion"] for r in records], 2)}
 
 
 # ----------------------------------------------------------------------------------------- datasets
