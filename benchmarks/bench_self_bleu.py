@@ -81,6 +81,11 @@ def bench_one(k: int, method: str) -> dict:
     nltk_s = nltk_measured_s * k / n_hyp
     max_abs_diff = max(abs(a - b) for a, b in zip(ours_scores[:n_hyp], nltk_scores))
     return {
+        "case": f"self-BLEU {method} K={k}",
+        "ours": ours_s,
+        "reference": nltk_s,
+        "ratio": nltk_s / ours_s,
+        "unit": "s (nltk / ours)",
         "K": k,
         "method": method,
         "ours_s": ours_s,

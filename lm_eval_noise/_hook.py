@@ -5,8 +5,6 @@ at interpreter start-up, so it must stay tiny: it imports nothing heavy and remo
 firing once.
 """
 
-import importlib.abc
-import importlib.util
 import sys
 
 _TARGET = "lm_eval.api.registry"
@@ -22,7 +20,8 @@ def register(registry_module) -> None:
         registry.register("hf-noisy", target="lm_eval_noise.model:HFNoisyLM")
 
 
-class _Loader(importlib.abc.Loader):
+# Plain classes, not importlib.abc's: that module pulls in importlib.resources and typing.
+class _Loader:
     def __init__(self, inner):
         self._inner = inner
 
@@ -34,15 +33,19 @@ class _Loader(importlib.abc.Loader):
         register(module)
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder:
     def find_spec(self, fullname, path=None, target=None):
         if fullname != _TARGET:
             return None
         sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _Loader(spec.loader)
-        return spec
+        # Ask the remaining finders directly: importlib.util would cost milliseconds of imports.
+        for finder in sys.meta_path:
+            spec = finder.find_spec(fullname, path, target) if hasattr(finder, "find_spec") else None
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _Loader(spec.loader)
+                return spec
+        return None
 
 
 def install() -> None:

@@ -70,6 +70,7 @@ class HFNoisyLM(HFLM):
         pretrained: Any,
         seeded_sampling: bool = True,
         clean_ppl: bool = False,
+        fast_decode: bool = False,
         load_in_8bit: bool = False,
         load_in_4bit: bool = False,
         **kwargs: Any,
@@ -81,6 +82,7 @@ class HFNoisyLM(HFLM):
         config = NoiseConfig.from_args(**{k: kwargs.pop(k) for k in NOISE_ARGS if k in kwargs})
         self.seeded_sampling = _as_bool("seeded_sampling", seeded_sampling)
         self.clean_ppl = _as_bool("clean_ppl", clean_ppl)
+        self.fast_decode = _as_bool("fast_decode", fast_decode)
         self._quantization = _bnb_config(
             _as_bool("load_in_8bit", load_in_8bit), _as_bool("load_in_4bit", load_in_4bit), kwargs
         )
@@ -91,6 +93,7 @@ class HFNoisyLM(HFLM):
         self._batch: list[int] | None = None
         self._records: dict[int, dict] = {}
         self._warned_loglikelihood = False
+        self._warned_fast = False
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -176,6 +179,26 @@ class HFNoisyLM(HFLM):
 
     def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
         batch, self._batch = self._batch, None
+        if self.fast_decode:
+            try:
+                return self._generate_batch(batch, context, max_length, stop, **generation_kwargs, **self._fast_kwargs())
+            except (RuntimeError, ValueError, NotImplementedError, TypeError) as error:
+                log.warning("hf-noisy: fast_decode is unavailable here (%s: %s); decoding eagerly from now on",
+                            type(error).__name__, str(error).splitlines()[0][:200])
+                self.fast_decode = False
+        return self._generate_batch(batch, context, max_length, stop, **generation_kwargs)
+
+    def _fast_kwargs(self) -> dict[str, Any]:
+        """Static KV cache; transformers compiles the decode step (noise hooks included) on CUDA."""
+        from transformers import CompileConfig
+
+        if self.device.type != "cuda" and not self._warned_fast:
+            log.warning("hf-noisy: fast_decode compiles only on CUDA; on %s it uses the static KV cache uncompiled",
+                        self.device.type)
+            self._warned_fast = True
+        return {"cache_implementation": "static", "compile_config": CompileConfig(fullgraph=False, dynamic=False)}
+
+    def _generate_batch(self, batch, context, max_length: int, stop: list[str], **generation_kwargs):
         if batch is None:
             return super()._model_generate(context, max_length, stop, **generation_kwargs)
         mask = generation_kwargs.pop("attention_mask", None)

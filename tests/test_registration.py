@@ -85,7 +85,7 @@ def test_stock_lm_eval_cli_runs_hf_noisy(tmp_path, tiny_model):
     assert stock["config"]["model"] == "hf-noisy"
     assert stock["config"]["noise"]["noise"] == ["embedding"]
     assert stock["config"]["noise"]["noise_seed"] == 3
-    assert "distinct_2,all_repeats" in stock["results"]["noise_demo"]
+    assert "distinct_2,all_samples" in stock["results"]["noise_demo"]
     fallback = _run_cli([sys.executable, "-m", "lm_eval_noise"], tmp_path / "module", tiny_model)
     assert fallback["results"]["noise_demo"] == stock["results"]["noise_demo"]
 

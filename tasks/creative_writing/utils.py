@@ -7,12 +7,12 @@ lm-eval then averages the per-opening values (aggregation `mean`, which also giv
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import datasets
 
 from lm_eval_noise.metrics import distinct_n, edit_distance, self_bleu, unique_ratio
+from lm_eval_noise.task_utils import jsonl_splits, keep_all, responses  # noqa: F401 (keep_all: the YAML's filter)
 
 OPENINGS_FILE = Path(__file__).with_name("openings.jsonl")
 
@@ -23,26 +23,12 @@ def load_openings(openings_file: str | None = None, **metadata) -> datasets.Data
     lm-eval calls this with the task's metadata (and `--metadata` / model_args) as keywords;
     `--metadata '{"openings_file": "my.jsonl"}'` swaps in another JSONL with an `opening` field.
     """
-    path = Path(openings_file).expanduser() if openings_file else OPENINGS_FILE
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
-
-
-def keep_all(resps, docs):
-    """Filter that keeps every one of the K repeats (used with lm-eval's `custom` filter)."""
-    return [list(r) for r in resps]
-
-
-def responses(results) -> list[str]:
-    """The K generations of one doc, whitespace-trimmed, from process_results' `results` argument."""
-    resps = results[0]
-    resps = [resps] if isinstance(resps, str) else resps
-    return [str(r).strip() for r in resps]
+    return jsonl_splits(test=openings_file or OPENINGS_FILE)
 
 
 def process_results(doc: dict, results: list) -> dict[str, float]:
     """Diversity of the K continuations of one opening (all metrics over the same K texts)."""
-    texts = responses(results)
+    texts = [t.strip() for t in responses(results)]
     return {
         "unique_ratio": unique_ratio(texts),
         "distinct_1": distinct_n(texts, 1),

@@ -7,7 +7,6 @@ first), and `process_results` scores them together; lm-eval averages over questi
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
@@ -17,6 +16,7 @@ from pathlib import Path
 import datasets
 
 from lm_eval_noise.metrics import pass_at_k
+from lm_eval_noise.task_utils import jsonl_splits, keep_all, responses  # noqa: F401 (keep_all: the YAML's filter)
 
 FIXTURE_DIR = Path(__file__).parent
 PASS_AT = (1, 5, 10)
@@ -34,24 +34,7 @@ _LAST_NUMBER = re.compile(_NUMBER)
 
 def load_fixture(**metadata) -> datasets.DatasetDict:
     """The shipped offline fixture: 20 GSM8K-style test questions and 5 few-shot (train) examples."""
-
-    def read(name: str) -> datasets.Dataset:
-        text = (FIXTURE_DIR / name).read_text(encoding="utf-8")
-        return datasets.Dataset.from_list([json.loads(line) for line in text.splitlines() if line.strip()])
-
-    return datasets.DatasetDict({"train": read("fixture_train.jsonl"), "test": read("fixture_test.jsonl")})
-
-
-def keep_all(resps, docs):
-    """Filter that keeps every one of the K repeats (used with lm-eval's `custom` filter)."""
-    return [list(r) for r in resps]
-
-
-def responses(results) -> list[str]:
-    """The K generations of one doc from process_results' `results` argument."""
-    resps = results[0]
-    resps = [resps] if isinstance(resps, str) else resps
-    return [str(r) for r in resps]
+    return jsonl_splits(train=FIXTURE_DIR / "fixture_train.jsonl", test=FIXTURE_DIR / "fixture_test.jsonl")
 
 
 def normalize_number(text: str | None) -> str | None:

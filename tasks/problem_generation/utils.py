@@ -8,7 +8,6 @@ A response holding a Markdown code fence (chat models) is read from the fence in
 from __future__ import annotations
 
 import ast
-import json
 import re
 import warnings
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import datasets
 
 from lm_eval_noise.metrics import distinct_n, self_bleu
+from lm_eval_noise.task_utils import jsonl_splits, keep_all, responses  # noqa: F401 (keep_all: the YAML's filter)
 
 PROMPTS_FILE = Path(__file__).with_name("prompts.jsonl")
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -26,21 +26,7 @@ def load_prompts(prompts_file: str | None = None, **metadata) -> datasets.Datase
 
     `--metadata '{"prompts_file": "my.jsonl"}'` swaps in another JSONL (fields `prompt` and `prefix`).
     """
-    path = Path(prompts_file).expanduser() if prompts_file else PROMPTS_FILE
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
-
-
-def keep_all(resps, docs):
-    """Filter that keeps every one of the K repeats (used with lm-eval's `custom` filter)."""
-    return [list(r) for r in resps]
-
-
-def responses(results) -> list[str]:
-    """The K generations of one doc from process_results' `results` argument."""
-    resps = results[0]
-    resps = [resps] if isinstance(resps, str) else resps
-    return [str(r) for r in resps]
+    return jsonl_splits(test=prompts_file or PROMPTS_FILE)
 
 
 def sample_code(response: str, prefix: str = "def") -> str:

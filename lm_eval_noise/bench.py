@@ -1,0 +1,82 @@
+"""`python -m lm_eval_noise bench`: every benchmark in benchmarks/ in one process, one table, one JSON."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+BENCHMARKS = ("generation", "self_bleu", "sandbox", "sweep", "startup")
+
+
+def _benchmarks_dir() -> Path:
+    here = Path(__file__).resolve().parent.parent / "benchmarks"
+    if not (here / "bench_generation.py").exists():
+        raise SystemExit("bench: the benchmarks/ folder of a source checkout is needed (git clone, pip install -e .)")
+    return here
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return "" if value is None else str(value)
+
+
+def _print_table(results: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="lm-eval-noise benchmarks (ratio > 1: ours is better / faster)")
+    for column in ("benchmark", "case", "ours", "reference", "ratio", "target", "unit"):
+        table.add_column(column, justify="right" if column in ("ours", "reference", "ratio", "target") else "left")
+    for result in results:
+        for row in result["rows"]:
+            ratio, target = row.get("ratio"), row.get("target")
+            mark = "" if target is None or ratio is None else (" ✓" if ratio >= target else " ✗")
+            table.add_row(result["name"], row["case"], _fmt(row.get("ours")), _fmt(row.get("reference")),
+                          _fmt(ratio) + mark, _fmt(target), row.get("unit", ""))
+    console = Console(width=160)
+    console.print(table)
+    for result in results:
+        console.print(f"[bold]{result['name']}[/]: {result.get('note', '')}")
+
+
+def main(argv: list[str]) -> int:
+    """Run the chosen benchmarks and print/write their figures."""
+    parser = argparse.ArgumentParser(prog="python -m lm_eval_noise bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (CI, laptops)")
+    parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--model_args", help="generation benchmark: pretrained=... (default: the tiny model)")
+    parser.add_argument("--random-init", help="generation benchmark: a transformers config.json to build a random model from")
+    parser.add_argument("--device", help="generation benchmark: cpu or cuda (default: cuda if available)")
+    parser.add_argument("--output", help="JSON path (default: benchmarks/results/bench-<time>.json)")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",")] if args.only else list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"--only: unknown benchmark(s) {', '.join(unknown)}; valid values: {', '.join(BENCHMARKS)}")
+    folder = _benchmarks_dir()
+    sys.path.insert(0, str(folder))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    options = {"model_args": args.model_args, "random_init": args.random_init, "device": args.device}
+    results = []
+    for name in names:
+        print(f"bench: running {name} ...", flush=True)
+        start = time.perf_counter()
+        module = importlib.import_module(f"bench_{name}")
+        result = module.run(quick=args.quick, **options) if name == "generation" else module.run(quick=args.quick)
+        result["seconds"] = round(time.perf_counter() - start, 1)
+        results.append(result)
+    _print_table(results)
+    output = Path(args.output) if args.output else folder / "results" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"quick": args.quick, "python": platform.python_version(), "machine": platform.machine(),
+               "cpus": os.cpu_count(), "results": results}
+    output.write_text(json.dumps(payload, indent=2, default=str))
+    print(f"bench: wrote {output}")
+    return 0
