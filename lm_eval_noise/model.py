@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
+import inspect
 import json
 import logging
 import math
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 NOISE_ARGS = tuple(f.name for f in dataclasses.fields(NoiseConfig))
 _SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "min_p")
+_HFLM_ARGS = frozenset(inspect.signature(HFLM.__init__).parameters)
 
 
 def _as_bool(name: str, value: Any) -> bool:
@@ -61,6 +64,18 @@ def _bnb_config(load_in_8bit: bool, load_in_4bit: bool, kwargs: dict):
     return BitsAndBytesConfig(load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit, **options)
 
 
+def _check_spelling(kwargs: dict) -> None:
+    """A misspelt hf-noisy argument would reach from_pretrained as an opaque TypeError: name it here."""
+    ours = (*NOISE_ARGS, "seeded_sampling", "clean_ppl", "fast_decode", "load_in_8bit", "load_in_4bit")
+    for key in kwargs:
+        if key in NOISE_ARGS or key in _HFLM_ARGS:
+            continue
+        close = difflib.get_close_matches(key, ours, n=1, cutoff=0.8)
+        if key.startswith("noise") or close:
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise NoiseConfigError(f"unknown argument {key}{hint}; hf-noisy arguments: {', '.join(ours)}")
+
+
 @register_model("hf-noisy")
 class HFNoisyLM(HFLM):
     """HFLM whose generations carry per-sample seeded noise (embedding, weight, activation, hidden, lm_head)."""
@@ -75,9 +90,7 @@ class HFNoisyLM(HFLM):
         load_in_4bit: bool = False,
         **kwargs: Any,
     ) -> None:
-        stray = [k for k in kwargs if k.startswith("noise") and k not in NOISE_ARGS]
-        if stray:
-            raise NoiseConfigError(f"unknown argument(s) {', '.join(stray)}; noise arguments: {', '.join(NOISE_ARGS)}")
+        _check_spelling(kwargs)
         # Validate everything before any weights load.
         config = NoiseConfig.from_args(**{k: kwargs.pop(k) for k in NOISE_ARGS if k in kwargs})
         self.seeded_sampling = _as_bool("seeded_sampling", seeded_sampling)
@@ -86,7 +99,14 @@ class HFNoisyLM(HFLM):
         self._quantization = _bnb_config(
             _as_bool("load_in_8bit", load_in_8bit), _as_bool("load_in_4bit", load_in_4bit), kwargs
         )
+        if config.temperature_compensation == "auto" and not self.seeded_sampling:
+            raise NoiseConfigError("temperature_compensation=auto samples at T* itself; it needs seeded_sampling=true")
         super().__init__(pretrained=pretrained, **kwargs)
+        if self.backend == "seq2seq" and (config.active or self.seeded_sampling):
+            if config.active:
+                raise NoiseConfigError("hf-noisy injects noise into decoder-only (causal) models; this one is seq2seq")
+            log.warning("hf-noisy: seq2seq model: sampling uses transformers' global RNG (seeded_sampling=false)")
+            self.seeded_sampling = False
         self.set_noise(config)
         self._seeds: list[tuple[int, int]] = []
         self._seed_queue: dict[str, deque[int]] | None = None
@@ -142,10 +162,22 @@ class HFNoisyLM(HFLM):
         )
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        if not requests or not self._needs_seeding(requests):
+        seeded = bool(requests) and self._needs_seeding(requests)
+        if not seeded and not self.clean_ppl:
             return super().generate_until(requests, disable_tqdm=disable_tqdm)
+        self._records = {i: {} for i in range(len(requests))}
+        results = self._generate_seeded(requests, disable_tqdm) if seeded else super().generate_until(
+            requests, disable_tqdm=disable_tqdm)
+        if self.clean_ppl:
+            for i, ppl in enumerate(self._clean_perplexities(requests, results)):
+                self._records[i]["clean_ppl"] = ppl
+        for i, req in enumerate(requests):
+            # Per-sample provenance rides in the request's generation args, which lm-eval logs per doc.
+            req.args[1].setdefault("noise_samples", []).append(self._records[i])
+        return results
+
+    def _generate_seeded(self, requests, disable_tqdm: bool) -> list[str]:
         self._seeds = request_seeds(requests, self.noise_config.noise_seed)
-        self._records = {}
         # One call per generation-kwargs group: rows are matched to requests by context string, which
         # is unambiguous inside a group because lm-eval's sort is stable.
         groups: dict[str, list[int]] = defaultdict(list)
@@ -162,12 +194,6 @@ class HFNoisyLM(HFLM):
                     results[i] = text
         finally:
             self._seed_queue = None
-        if self.clean_ppl:
-            for i, ppl in enumerate(self._clean_perplexities(requests, results)):
-                self._records[i]["clean_ppl"] = ppl
-        for i, req in enumerate(requests):
-            # Per-sample provenance rides in the request's generation args, which lm-eval logs per doc.
-            req.args[1].setdefault("noise_samples", []).append(self._records[i])
         return results
 
     def tok_batch_encode(self, strings, *args: Any, **kwargs: Any):
@@ -243,7 +269,8 @@ class HFNoisyLM(HFLM):
             if self.seeded_sampling
             else {k: v for k, v in sampling_args.items() if v is not None}
         )
-        t_base = (temperature if temperature is not None else defaults.temperature or 1.0) if sampling else config.t_base
+        settings = self._sampling_settings(sampling_args)
+        t_base = settings["temperature"] if sampling else config.t_base
         compensate = config.active and config.temperature_compensation == "auto" and t_base is not None
         record_alpha = None
         weight_draw = self.noise.weight.perturbed(int(seeds[0])) if self.noise.weight is not None else contextlib.nullcontext()
@@ -257,13 +284,10 @@ class HFNoisyLM(HFLM):
                 sampling = True
             else:
                 temperatures = torch.full((len(seeds),), float(t_base or 1.0))
-            processors = LogitsProcessorList(generation_kwargs.pop("logits_processor", None) or [])
+            # A copy: in the per-sample loop every row shares generation_kwargs.
+            processors = LogitsProcessorList(generation_kwargs.get("logits_processor") or [])
             if sampling:
-                truncation = warpers(
-                    sampling_args["top_k"] if sampling_args["top_k"] is not None else defaults.top_k,
-                    sampling_args["top_p"] if sampling_args["top_p"] is not None else defaults.top_p,
-                    sampling_args["min_p"] if sampling_args["min_p"] is not None else getattr(defaults, "min_p", None),
-                )
+                truncation = warpers(settings["top_k"], settings["top_p"], settings["min_p"])
                 processors.append(SeededSampler(seeds, temperatures, context.shape[1], truncation))
             state = NoiseState(config, seeds, mask, max_new)
             with self.noise.attached(state):
@@ -274,7 +298,7 @@ class HFNoisyLM(HFLM):
                     attention_mask=mask,
                     logits_processor=processors,
                     **passthrough,
-                    **generation_kwargs,
+                    **{k: v for k, v in generation_kwargs.items() if k != "logits_processor"},
                 )
         records = [{} for _ in range(len(seeds))]
         if record_alpha is not None:
@@ -282,10 +306,31 @@ class HFNoisyLM(HFLM):
                 rec.update(alpha=a, t_star=t)
         return out, records
 
+    def _sampling_settings(self, sampling_args: dict) -> dict:
+        """Temperature/top-k/top-p/min-p as transformers resolves them: the request's value, else the
+        model's generation config, else transformers' own default (e.g. top_k=50)."""
+        from transformers import GenerationConfig
+
+        defaults_of = getattr(GenerationConfig, "_get_default_generation_params", None)  # transformers >= 5
+        library = defaults_of() if defaults_of else GenerationConfig().to_dict()
+        model = self.model.generation_config
+        out = {}
+        for key in ("temperature", "top_k", "top_p", "min_p"):
+            value = sampling_args.get(key)
+            for fallback in (getattr(model, key, None), library.get(key)):
+                if value is None:
+                    value = fallback
+            out[key] = value
+        return out
+
     @torch.no_grad()
     def _last_logits(self, context, mask) -> torch.Tensor:
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        return self.model(input_ids=context, attention_mask=mask, position_ids=positions).logits[:, -1].float()
+        with torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
+                            enabled=self.mixed_precision_dtype is not None):
+            keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
+            out = self.model(input_ids=context, attention_mask=mask, position_ids=positions, **keep)
+        return out.logits[:, -1].float()
 
     def _clean_perplexities(self, requests, continuations: list[str]) -> list[float | None]:
         """Perplexity of each generated continuation under the same model with noise off."""

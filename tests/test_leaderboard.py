@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from lm_eval_noise.leaderboard import plots, table
+from lm_eval_noise.leaderboard.clean_ppl import clean_ppl_metric
 from lm_eval_noise.leaderboard.directions import HIGHER, LOWER, NEUTRAL, direction
 from lm_eval_noise.leaderboard.method import describe_method, method_label, method_slug
 from lm_eval_noise.leaderboard.records import keep_newest, to_leaderboard_record, write_leaderboard_records
@@ -502,6 +505,119 @@ def test_plot_errors_are_clear(tmp_path, capsys):
     assert plots.main([str(SWEEP), "--y", "pass@5", "-o", out, "--model", "tiny-fixture-model"]) == 2
     assert "needs --x" in capsys.readouterr().err
     assert not Path(out).exists()
+
+
+# ---- clean perplexity from logged samples ------------------------------------------------------
+
+
+def write_samples(path: Path, docs: list[tuple[int, str, list]]) -> Path:
+    """A samples JSONL in lm-eval's layout: (doc_id, filter, clean_ppl per repeat) per line."""
+    lines = [
+        {"doc_id": doc_id, "filter": filt,
+         "arguments": {"gen_args_0": {"arg_0": "ctx", "arg_1": {"noise_samples": [{"repeat": i, "clean_ppl": v} for i, v in enumerate(ppls)]}}}}
+        for doc_id, filt, ppls in docs
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_clean_ppl_metric_skips_nulls_and_counts_each_doc_once(tmp_path):
+    path = write_samples(tmp_path / "samples_t_2026-01-01T00-00-00.jsonl", [
+        (0, "a", [2.0, 4.0]), (0, "b", [2.0, 4.0]), (1, "a", [6.0, None]), (1, "b", [6.0, None]),
+    ])
+    value, stderr = clean_ppl_metric(path)
+    assert value == pytest.approx(4.0)  # (2 + 4 + 6) / 3
+    assert stderr == pytest.approx(math.sqrt(((3 - 4.5) ** 2 + (6 - 4.5) ** 2) / 1) / math.sqrt(2))
+    assert clean_ppl_metric(write_samples(tmp_path / "one.jsonl", [(0, "a", [3.0, 5.0])])) == (4.0, None)
+    assert clean_ppl_metric(write_samples(tmp_path / "empty.jsonl", [(0, "a", [None]), (1, "a", [None])])) is None
+
+
+def test_runs_without_clean_ppl_get_no_such_column():
+    records, _ = table.collect(SWEEP)
+    assert all("clean_ppl,none" not in r["metrics"] for r in records)
+
+
+def test_a_results_file_without_samples_borrows_none_from_another_run(tmp_path):
+    rf = results_of("embed-0.002")
+    shutil.copy(rf.samples_path("tiny_gen"), tmp_path)
+    shutil.copy(rf.path, tmp_path)
+    data = json.loads(rf.path.read_text())
+    (tmp_path / "results_2030-01-01T00-00-00.000000.json").write_text(json.dumps(data))  # run without --log_samples
+    other = load_results(tmp_path / "results_2030-01-01T00-00-00.000000.json")
+    assert other.samples_path("tiny_gen") is None
+    assert load_results(tmp_path / rf.path.name).samples_path("tiny_gen") is not None
+
+
+def hand_mean(samples_path: Path) -> float:
+    """Mean clean_ppl over a samples file, read the plain way: one entry per doc, nulls dropped."""
+    by_doc = {}
+    for line in samples_path.read_text().splitlines():
+        sample = json.loads(line)
+        records = sample["arguments"]["gen_args_0"]["arg_1"]["noise_samples"]
+        by_doc.setdefault(sample["doc_id"], [r["clean_ppl"] for r in records])
+    values = [v for vs in by_doc.values() for v in vs if v is not None]
+    assert values
+    return sum(values) / len(values)
+
+
+@pytest.fixture(scope="module")
+def clean_ppl_run(tiny_model, tmp_path_factory) -> Path:
+    """A real tiny hf-noisy run with clean_ppl=true, written by lm-eval's EvaluationTracker."""
+    import lm_eval
+    from lm_eval.loggers import EvaluationTracker
+    from lm_eval.tasks import TaskManager
+
+    import lm_eval_noise
+
+    model_args = f"pretrained={tiny_model},device=cpu,dtype=float32,noise=embedding,noise_scale=0.05,clean_ppl=true"
+    tracker = EvaluationTracker(output_path=str(tmp_path_factory.mktemp("clean_ppl_run")))
+    results = lm_eval.simple_evaluate(
+        model="hf-noisy", model_args=model_args, tasks=["noise_demo"],
+        task_manager=TaskManager(include_path=str(lm_eval_noise.tasks_dir()), include_defaults=False),
+        limit=2, gen_kwargs="max_gen_toks=8", log_samples=True,
+    )
+    tracker.general_config_tracker.log_experiment_args(
+        model_source="hf-noisy", model_args=model_args, system_instruction=None, chat_template=None,
+        fewshot_as_multiturn=False,
+    )
+    samples = results.pop("samples")
+    tracker.save_results_aggregated(results=results, samples=samples)
+    tracker.save_results_samples(task_name="noise_demo", samples=samples["noise_demo"])
+    return Path(tracker.output_path)
+
+
+def test_leaderboard_shows_mean_clean_ppl_of_a_real_run(clean_ppl_run, tmp_path, capsys):
+    (rf,) = find_results_files(clean_ppl_run)
+    expected = hand_mean(rf.samples_path("noise_demo"))
+    (rec,) = to_leaderboard_record(rf)
+    entry = rec["metrics"]["clean_ppl,none"]
+    assert entry["value"] == pytest.approx(expected) and entry["value"] >= 1.0
+    assert entry["stderr"] is not None and entry["direction"] == LOWER
+    assert {"unique,all_samples", "distinct_2,all_samples"} <= set(rec["metrics"])  # beside the task's own
+    out_json = tmp_path / "t.json"
+    assert table.main([str(clean_ppl_run), "--style", "markdown", "--json", str(out_json)]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "noise_demo/clean_ppl ↓" in header and "noise_demo/distinct_2 ↑" in header
+    (row,) = json.loads(out_json.read_text())["rows"]
+    assert row["cells"]["noise_demo/clean_ppl"]["value"] == pytest.approx(expected)
+
+
+def test_sweep_with_clean_ppl_in_model_args(tiny_model, tmp_path, monkeypatch):
+    from lm_eval_noise.sweep import parse_config, run_sweep
+
+    monkeypatch.setenv("TINY_MODEL", tiny_model)
+    config = {
+        "model": "hf-noisy",
+        "model_args": {"pretrained": "${TINY_MODEL}", "device": "cpu", "dtype": "float32", "clean_ppl": True},
+        "tasks": ["noise_demo"], "include_defaults": False, "limit": 2, "batch_size": 2,
+        "gen_kwargs": {"max_gen_toks": 6},
+        "methods": [{"name": "embed-0.05", "noise": {"noise": "embedding", "noise_scale": 0.05}}],
+    }
+    run_sweep(parse_config(config, "clean_ppl_sweep", tmp_path), out=io.StringIO())
+    (rf,) = find_results_files(tmp_path)
+    (rec,) = to_leaderboard_record(rf)
+    assert rec["method"]["label"] == "embed-0.05"
+    assert rec["metrics"]["clean_ppl,none"]["value"] == pytest.approx(hand_mean(rf.samples_path("noise_demo")))
 
 
 # ---- against lm-eval as installed -------------------------------------------------------------

@@ -84,6 +84,15 @@ def test_no_noise_is_identical_to_hf(evaluate, noise_args):
     assert ours == stock
 
 
+def test_seeded_sampling_uses_transformers_sampling_defaults(tiny_model):
+    from lm_eval_noise.model import HFNoisyLM
+
+    lm = HFNoisyLM(pretrained=tiny_model, device="cpu", dtype="float32")
+    settings = lm._sampling_settings({"temperature": 0.8, "top_k": None, "top_p": None, "min_p": None})
+    # what stock `hf` sampling applies when neither the task nor the model's config sets them
+    assert settings == {"temperature": 0.8, "top_k": 50, "top_p": 1.0, "min_p": None}
+
+
 def test_unseeded_sampling_matches_hf(evaluate):
     ours, _ = evaluate("noise=none,seeded_sampling=false", tasks=("noise_demo_sampled",))
     stock, _ = evaluate("", model="hf", tasks=("noise_demo_sampled",))
@@ -142,8 +151,9 @@ def test_temperature_compensation_records_alpha_and_t_star(evaluate):
     assert samples == again
 
 
-def test_clean_perplexity_is_logged(evaluate):
-    _, results = evaluate(EMBED + ",clean_ppl=true", limit=2)
+@pytest.mark.parametrize("noise_args", [EMBED, "noise=none"])
+def test_clean_perplexity_is_logged(evaluate, noise_args):
+    _, results = evaluate(noise_args + ",clean_ppl=true", limit=2)
     for sample in results["samples"]["noise_demo"]:
         for record, text in zip(sample["arguments"][0][1]["noise_samples"], sample["resps"][0]):
             assert (record["clean_ppl"] is None) == (text == "")
@@ -162,7 +172,9 @@ def test_use_cache_is_refused_with_noise(evaluate, tmp_path):
         ("noise=embedding,noise_scale=-0.1", "noise_scale"),
         ("noise=embedding,noise_scale=abc", "noise_scale"),
         ("noise=embedding,noise_scope=wide", "per_token, per_sequence"),
-        ("noise=embedding,noise_scael=0.1", "noise arguments: noise, noise_scale"),
+        ("noise=embedding,noise_scael=0.1", "did you mean noise_scale"),
+        ("noise=embedding,temperature_compensaton=auto", "did you mean temperature_compensation"),
+        ("noise=embedding,temperature_compensation=auto,seeded_sampling=false", "needs seeded_sampling=true"),
         ("load_in_8bit=true,load_in_4bit=true", "exclusive"),
     ],
 )

@@ -10,8 +10,8 @@ from transformers import AutoModelForCausalLM
 
 from lm_eval_noise.noise import NoiseConfig, NoiseConfigError, NoiseRuntime, NoiseState
 from lm_eval_noise.noise.counter import mix32, normal, position_keys, row_keys
-from lm_eval_noise.noise.embedding import mean_row_norm
-from lm_eval_noise.noise.state import schedule_factor
+from lm_eval_noise.noise.embedding import mean_embedding_norm
+from lm_eval_noise.noise.state import schedule_sigma
 from lm_eval_noise.noise.targets import decoder_layers, is_linear
 
 B, T = 4, 48
@@ -90,8 +90,9 @@ def test_embedding_noise_has_configured_sigma(model, scope):
         model(input_ids=ids)
     handle.remove()
     eps = seen[0] - embed(ids)
-    sigma = scale * mean_row_norm(embed.weight.detach())
-    assert runtime.reference_norm == pytest.approx(mean_row_norm(embed.weight.detach()))
+    reference = embed.weight.detach().norm(dim=-1).mean().item()  # mean ||E(x)|| over the vocabulary
+    sigma = scale * reference
+    assert runtime.reference_norm == pytest.approx(reference, rel=1e-5)
     if scope == "per_sequence":
         assert torch.allclose(eps[:, :1].expand_as(eps), eps, atol=1e-6)  # one eps per sample, every position
         assert not torch.allclose(eps[0], eps[1])
@@ -100,6 +101,16 @@ def test_embedding_noise_has_configured_sigma(model, scope):
     sample = eps[:, 0] if scope == "per_sequence" else eps
     assert sample.std().item() == pytest.approx(sigma, rel=0.05 if scope == "per_token" else 0.15)
     assert _hook_count(model) == 0
+
+
+def test_vocab_norm_goes_through_the_module():
+    class Scaled(torch.nn.Embedding):  # Gemma-style: the module scales its output by sqrt(d)
+        def forward(self, ids):
+            return super().forward(ids) * self.embedding_dim**0.5
+
+    module = Scaled(100, 16)
+    expected = (module.weight.detach().norm(dim=-1) * 4.0).mean().item()
+    assert mean_embedding_norm(module, chunk=7) == pytest.approx(expected, rel=1e-6)
 
 
 def test_embedding_input_norm_uses_each_prompt(model):
@@ -295,14 +306,20 @@ def test_weight_restore_after_exception_mid_generation(model):
 def test_schedules(schedule, expected):
     end = 0.0 if schedule != "constant" else None
     config = NoiseConfig.from_args(noise="embedding", noise_scale=0.2, noise_schedule=schedule, noise_scale_end=end)
-    got = [float(schedule_factor(config, step, horizon=5)) for step in range(5)]
-    assert got == pytest.approx(expected)
+    got = [float(schedule_sigma(config, step, horizon=5)) for step in range(5)]
+    assert got == pytest.approx([0.2 * e for e in expected])
 
 
 def test_exp_schedule_is_geometric():
     config = NoiseConfig.from_args(noise="embedding", noise_scale=0.1, noise_schedule="exp", noise_scale_end=0.001)
-    sigmas = [0.1 * float(schedule_factor(config, s, horizon=3)) for s in range(3)]
+    sigmas = [float(schedule_sigma(config, s, horizon=3)) for s in range(3)]
     assert sigmas == pytest.approx([0.1, 0.01, 0.001])
+
+
+def test_schedule_can_ramp_up_from_zero():
+    config = NoiseConfig.from_args(noise="embedding", noise_scale=0.0, noise_schedule="linear", noise_scale_end=0.4)
+    assert config.active
+    assert [float(schedule_sigma(config, s, horizon=3)) for s in range(3)] == pytest.approx([0.0, 0.2, 0.4])
 
 
 def test_schedule_sigma_reaches_decode_steps(model):

@@ -614,9 +614,26 @@ _TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 
 def _fresh_tmp(libc, ctypes, fsize_mb: int) -> None:
     size = f"size={int(fsize_mb) * 4}m,mode=1777"
+    # An interpreter installed under /tmp (e.g. a virtualenv there) must stay visible: hold it by an
+    # O_PATH descriptor, then bind it back, read-only, over the fresh tmpfs.
+    tmp_roots = tuple(t.rstrip("/") + "/" for t in _TMP_DIRS)
+    # (Under -S a virtualenv's prefix is not applied, so its root is found from the executable's path.)
+    venv_root = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))
+    keep = {path for path in (venv_root, *map(os.path.realpath, (sys.prefix, sys.base_prefix)))
+            if path.startswith(tmp_roots)}
+    held = {path: os.open(path, os.O_PATH) for path in sorted(keep)}
     for target in _TMP_DIRS:
         if os.path.isdir(target) and not os.path.islink(target):
             _mount(libc, ctypes, "tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, size)
+    for path, fd in held.items():
+        os.makedirs(path, exist_ok=True)
+        parent = path
+        while parent not in _TMP_DIRS and parent != "/":  # traversable by the sandbox's private uid
+            os.chmod(parent, 0o755)
+            parent = os.path.dirname(parent)
+        _mount(libc, ctypes, f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        _mount(libc, ctypes, None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+        os.close(fd)
 
 
 def _rmtree(path: str, keep_top: bool = False) -> None:

@@ -1,7 +1,7 @@
 """Which way is better, per metric: the one place the leaderboard and the plots ask.
 
 Lower is better for Self-BLEU (more similar samples = less diverse) and for perplexity-like and
-loss-like metrics; a few descriptive metrics (lengths) have no better side; everything else
+loss-like metrics (clean_ppl included); a few descriptive metrics (lengths) have no better side; everything else
 (accuracy, pass@k, Distinct-N, edit distance, unique ratio, compile rate...) is higher-is-better.
 A metric this table does not name falls back to the task's own `higher_is_better` declaration
 from the results JSON, then to higher-is-better.

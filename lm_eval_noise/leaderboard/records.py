@@ -1,4 +1,7 @@
-"""Leaderboard records: one JSON per (model, method, task), derived from an lm-eval results JSON alone.
+"""Leaderboard records: one JSON per (model, method, task), derived from an lm-eval results JSON.
+
+Read from a file, a task whose samples file beside it carries hf-noisy's clean perplexities also
+gets metric "clean_ppl,none" (see clean_ppl.py); everything else comes from the results JSON alone.
 
 In the spirit of the Open LLM Leaderboard's result files (model identity, configuration, metrics
 with stderr, versions, date), with the resolved method (noise + decoding) added:
@@ -29,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lm_eval_noise.leaderboard import clean_ppl
 from lm_eval_noise.leaderboard.directions import direction
 from lm_eval_noise.leaderboard.method import describe_method, parse_model_args
 from lm_eval_noise.leaderboard.results_io import (
@@ -45,9 +49,14 @@ SCHEMA = "lm_eval_noise.leaderboard/1"
 
 
 def to_leaderboard_record(results_json: dict[str, Any] | ResultsFile | str | Path, source: str | None = None) -> list[dict]:
-    """One record per task (and group) in an lm-eval results JSON (a dict, or a path to one)."""
+    """One record per task (and group) in an lm-eval results JSON (a dict, or a path to one).
+
+    Given a path or ResultsFile, each task's mean clean perplexity is added from its samples file
+    when that run logged one (hf-noisy clean_ppl=true with --log_samples).
+    """
     if isinstance(results_json, (str, Path)):
         results_json = load_results(results_json)
+    results_file = results_json if isinstance(results_json, ResultsFile) else None
     if isinstance(results_json, ResultsFile):
         source = source or str(results_json.path)
         date = results_json.date
@@ -77,6 +86,14 @@ def to_leaderboard_record(results_json: dict[str, Any] | ResultsFile | str | Pat
                 "stderr": stderr,
                 "direction": direction(metric, declared.get(metric)),
             }
+        samples_path = results_file.samples_path(task) if results_file else None
+        if samples_path is not None and clean_ppl.METRIC_KEY not in metrics:
+            found = clean_ppl.clean_ppl_metric(samples_path)
+            if found is not None:
+                metrics[clean_ppl.METRIC_KEY] = {
+                    "metric": clean_ppl.METRIC, "filter": "none", "value": found[0], "stderr": found[1],
+                    "direction": direction(clean_ppl.METRIC),
+                }
         n_samples = (data.get("n-samples") or {}).get(task) or {}
         records.append(
             {

@@ -162,7 +162,8 @@ def find_samples_file(results_path: Path, task: str) -> Path | None:
     """The samples file for `task` written with `results_path`: same folder, same date_id.
 
     Falls back to the only (or newest) samples_<task>_*.jsonl in that folder when the date ids
-    differ (e.g. files renamed by a tool); returns None when there is none.
+    differ (e.g. files renamed by a tool), skipping those whose date id names another results file
+    there (they belong to that run); returns None when there is none.
     """
     folder = results_path.parent
     date_id = file_date_id(results_path.name)
@@ -170,7 +171,11 @@ def find_samples_file(results_path: Path, task: str) -> Path | None:
         exact = folder / f"samples_{task}_{date_id}.jsonl"
         if exact.is_file():
             return exact
-    candidates = [p for p in folder.glob("samples_*.jsonl") if sample_file_task(p.name) == task]
+    others = {file_date_id(p.name) for p in folder.glob("*.json") if p != results_path} - {None}
+    candidates = [
+        p for p in folder.glob("samples_*.jsonl")
+        if sample_file_task(p.name) == task and file_date_id(p.name) not in others
+    ]
     if not candidates:
         return None
     return max(candidates, key=lambda p: (file_date_id(p.name) or "", p.stat().st_mtime))

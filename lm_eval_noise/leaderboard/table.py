@@ -6,6 +6,8 @@ round (see directions.py). When several runs share a model × method × task, th
 run's date) is kept and the others are reported on stderr and in the JSON under "superseded".
 Runs of one method with different seeds (a sweep's `seeds`, hf-noisy's noise_seed) are not
 repeats: each gets its own row, labelled "<method> seed=N".
+Runs logged with hf-noisy's clean_ppl=true and --log_samples also get a task/clean_ppl column (the
+mean perplexity of the samples under the noise-free model; see clean_ppl.py).
 """
 
 from __future__ import annotations

@@ -17,23 +17,28 @@ class Injector(Protocol):
     def attach(self, state: NoiseState) -> list[RemovableHandle]: ...
 
 
-def token_noise(state: NoiseState, site: int, width: int, size: int, per_sequence: bool = False) -> torch.Tensor:
-    """Standard noise [B, width, size] for the current forward, already zeroed where injection is off."""
+def token_noise(state: NoiseState, site: int, width: int, size: int, device: torch.device,
+                per_sequence: bool = False) -> torch.Tensor:
+    """Standard noise [B, width, size] on `device` (layers may sit on several devices), zeroed where
+    injection is off."""
     keys = row_keys(state.seeds, site)
-    keys = position_keys(keys, None if per_sequence else state.positions_for(width))
+    keys = position_keys(keys, None if per_sequence else state.positions_for(width)).to(device)
     eps = normal(keys, size, state.config.noise_dist)
-    return eps * state.position_mask(width)[..., None]
+    return eps * state.position_mask(width).to(device)[..., None]
 
 
 def add_relative_noise(x: torch.Tensor, state: NoiseState, site: int) -> torch.Tensor:
     """x + eps * scale * std(x over features), std per token so padding and batch-mates never matter."""
     flat = x.dim() == 2
     if flat:  # [B*T, d] inputs (some layers flatten tokens)
-        batch = state.seeds.shape[0]
-        if x.shape[0] % batch:
-            raise ValueError(f"cannot map a [{x.shape[0]}, {x.shape[1]}] input to {batch} batch rows")
-        x = x.view(batch, -1, x.shape[-1])
-    eps = token_noise(state, site, x.shape[1], x.shape[-1])
-    sigma = state.scale * x.float().std(dim=-1, keepdim=True)
+        batch, width = state.positions.shape
+        if x.shape[0] != batch * width:
+            raise ValueError(
+                f"cannot map a [{x.shape[0]}, {x.shape[1]}] input to {batch} rows x {width} tokens "
+                "(token-routed layers such as MoE experts): exclude it with noise_targets"
+            )
+        x = x.view(batch, width, x.shape[-1])
+    eps = token_noise(state, site, x.shape[1], x.shape[-1], x.device)
+    sigma = state.scale.to(x.device) * x.float().std(dim=-1, keepdim=True)
     out = x + (eps * sigma).to(x.dtype)
     return out.view(-1, out.shape[-1]) if flat else out

@@ -119,6 +119,10 @@ class NoiseConfig:
         scale_end = get("noise_scale_end")
         if schedule != "constant" and scale_end is None:
             raise NoiseConfigError(f"noise_schedule={schedule} needs noise_scale_end=")
+        if schedule == "constant" and scale_end is not None:
+            raise NoiseConfigError("noise_scale_end needs noise_schedule=linear, cosine or exp")
+        if schedule != "constant" and kinds == ["weight"]:
+            raise NoiseConfigError("noise_schedule does not apply to noise=weight (one draw per sample)")
         scale = _float("noise_scale", get("noise_scale") or 0.0)
         if schedule == "exp" and (scale == 0 or _float("noise_scale_end", scale_end) == 0):
             raise NoiseConfigError("noise_schedule=exp needs noise_scale > 0 and noise_scale_end > 0")
@@ -136,6 +140,13 @@ class NoiseConfig:
         compensation = _choice("temperature_compensation", get("temperature_compensation") or "none", COMPENSATIONS)
         if t_base is not None and compensation != "auto":
             raise NoiseConfigError("t_base is only used with temperature_compensation=auto")
+        if t_base is not None and _float("t_base", t_base) <= 0:
+            raise NoiseConfigError(f"t_base={t_base!r} is out of range; expected a float > 0")
+        if compensation == "auto" and (positions == "generated" or first_k == 0):
+            raise NoiseConfigError(
+                "temperature_compensation=auto measures alpha on the prompt, which noise_positions=generated / "
+                "noise_first_k=0 leave clean; use noise_positions=all or prompt"
+            )
         return cls(
             noise=tuple(kinds),
             noise_scale=scale,

@@ -15,11 +15,15 @@ from lm_eval_noise.noise.targets import input_embeddings
 SITE = site_id("embedding")
 
 
-def mean_row_norm(weight: torch.Tensor, chunk: int = 8192) -> float:
-    """Mean L2 norm of an embedding matrix's rows, in float32 chunks (no full-size copy)."""
+@torch.no_grad()
+def mean_embedding_norm(module: nn.Module, chunk: int = 8192) -> float:
+    """Mean L2 norm of E(x) over the vocabulary, through the module itself (Gemma-style modules scale
+    their output by sqrt(d)), in chunks so no full-size copy is made."""
+    weight = module.weight
     total = 0.0
     for start in range(0, weight.shape[0], chunk):
-        total += float(weight[start : start + chunk].float().norm(dim=-1).sum())
+        ids = torch.arange(start, min(start + chunk, weight.shape[0]), device=weight.device)
+        total += float(module(ids).float().norm(dim=-1).sum())
     return total / weight.shape[0]
 
 
@@ -29,7 +33,7 @@ class EmbeddingNoise:
     def __init__(self, model: nn.Module, config: NoiseConfig):
         self.module = input_embeddings(model)
         self.config = config
-        self.vocab_norm = mean_row_norm(self.module.weight.detach()) if config.embed_norm == "vocab" else None
+        self.vocab_norm = mean_embedding_norm(self.module) if config.embed_norm == "vocab" else None
 
     def attach(self, state: NoiseState) -> list[RemovableHandle]:
         return [self.module.register_forward_hook(lambda m, i, out: self._hook(state, out))]
@@ -44,5 +48,5 @@ class EmbeddingNoise:
                 norms = out.detach().float().norm(dim=-1)
                 state.input_norm = (norms * valid).sum(1) / valid.sum(1).clamp(min=1)
             reference = state.input_norm[:, None, None]
-        eps = token_noise(state, SITE, width, out.shape[-1], self.config.noise_scope == "per_sequence")
-        return out + (eps * state.scale * reference).to(out.dtype)
+        eps = token_noise(state, SITE, width, out.shape[-1], out.device, self.config.noise_scope == "per_sequence")
+        return out + (eps * state.scale.to(out.device) * reference).to(out.dtype)

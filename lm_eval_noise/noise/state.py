@@ -9,10 +9,10 @@ import torch
 from lm_eval_noise.noise.config import NoiseConfig
 
 
-def schedule_factor(config: NoiseConfig, step: torch.Tensor | int, horizon: int) -> torch.Tensor | float:
-    """sigma(step) / noise_scale: the schedule from noise_scale to noise_scale_end over `horizon` steps."""
-    if config.noise_schedule == "constant" or config.noise_scale_end is None:
-        return 1.0
+def schedule_sigma(config: NoiseConfig, step: torch.Tensor | int, horizon: int) -> torch.Tensor | float:
+    """sigma at decode step `step`: the schedule from noise_scale to noise_scale_end over `horizon` steps."""
+    if config.noise_schedule == "constant":
+        return config.noise_scale
     start, end = config.noise_scale, config.noise_scale_end
     frac = (torch.as_tensor(step, dtype=torch.float32).clamp(min=0) / max(horizon - 1, 1)).clamp(max=1.0)
     if config.noise_schedule == "linear":
@@ -21,7 +21,7 @@ def schedule_factor(config: NoiseConfig, step: torch.Tensor | int, horizon: int)
         sigma = end + (start - end) * 0.5 * (1.0 + torch.cos(math.pi * frac))
     else:  # exp: geometric interpolation
         sigma = start * (end / start) ** frac
-    return sigma / start if start > 0 else sigma
+    return sigma
 
 
 class NoiseState:
@@ -57,8 +57,8 @@ class NoiseState:
             self.positions = cols[None, :] - self.pads[:, None]
         # The forward whose last token sits at position p produces generated token number p + 1 - prompt_len.
         step = self.positions[:, -1:] + 1 - self.prompt_lens[:, None]
-        factor = schedule_factor(self.config, step, self.max_new_tokens)
-        self.scale = (self.config.noise_scale * torch.as_tensor(factor, device=self.pads.device)).reshape(-1, 1, 1)
+        sigma = schedule_sigma(self.config, step, self.max_new_tokens)
+        self.scale = torch.as_tensor(sigma, dtype=torch.float32, device=self.pads.device).reshape(-1, 1, 1)
         if self.scale.shape[0] == 1:
             self.scale = self.scale.expand(len(self.seeds), 1, 1)
 

@@ -28,8 +28,16 @@ class WeightNoise:
         self.config = config
         self.params: dict[str, torch.Tensor] = {}
         seen: set[int] = set()
+        embedding = getattr(model, "get_input_embeddings", lambda: None)()
         for name, module in select_linear(model, config.noise_targets).items():
             weight = module.weight
+            if embedding is not None and weight is embedding.weight:
+                raise NoiseConfigError(
+                    f"noise=weight on {name} would also perturb the input embeddings (the weights are tied); "
+                    "use noise=lm_head for noise at the head, or noise=embedding"
+                )
+            if weight.device.type == "meta":
+                raise NoiseConfigError(f"noise=weight cannot perturb {name}: its weight is offloaded (meta device)")
             if not weight.is_floating_point():
                 raise NoiseConfigError(
                     f"noise=weight needs floating-point weights; {name} is {weight.dtype} (quantized models are "
