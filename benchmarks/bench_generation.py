@@ -29,7 +29,7 @@ TARGETS = {"embedding": 0.97, "hidden": 0.97, "lm_head": 0.97, "activation": 0.8
 
 
 def _load(model_args: str | None, random_init: str | None, device: str, dtype: str):
-    from lm_eval.models.utils import get_dtype
+    from lm_eval.models.utils_hf import get_dtype
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from lm_eval_noise.tiny import ensure_tiny_model

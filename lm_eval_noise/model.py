@@ -55,7 +55,7 @@ def _bnb_config(load_in_8bit: bool, load_in_4bit: bool, kwargs: dict):
         raise NoiseConfigError(
             "load_in_8bit/load_in_4bit need bitsandbytes: pip install 'lm-eval-noise[quant]'"
         ) from None
-    from lm_eval.models.utils import get_dtype
+    from lm_eval.models.utils_hf import get_dtype
     from transformers import BitsAndBytesConfig
 
     options = {k: kwargs.pop(k) for k in bnb_keys}

@@ -165,6 +165,33 @@ def test_use_cache_is_refused_with_noise(evaluate, tmp_path):
         evaluate(EMBED, use_cache=str(tmp_path / "cache"))
 
 
+def test_quantization_without_bitsandbytes_says_how_to_install(monkeypatch):
+    import sys
+
+    from lm_eval_noise.model import HFNoisyLM
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import fails as if not installed
+    with pytest.raises(NoiseConfigError, match=r"pip install 'lm-eval-noise\[quant\]'"):
+        HFNoisyLM(pretrained="/nonexistent/model", load_in_8bit="true")
+
+
+def test_quantization_builds_a_bitsandbytes_config(monkeypatch):
+    import sys
+    import types
+
+    import torch
+
+    from lm_eval_noise.model import _bnb_config
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", types.ModuleType("bitsandbytes"))
+    kwargs = {"bnb_4bit_compute_dtype": "bfloat16", "bnb_4bit_quant_type": "nf4", "device_map": "auto"}
+    config = _bnb_config(False, True, kwargs)
+    assert config.load_in_4bit and not config.load_in_8bit
+    assert config.bnb_4bit_compute_dtype == torch.bfloat16 and config.bnb_4bit_quant_type == "nf4"
+    assert kwargs == {"device_map": "auto"}  # the bnb options moved into the config
+    assert _bnb_config(True, False, {}).load_in_8bit
+
+
 @pytest.mark.parametrize(
     "model_args,needle",
     [
@@ -176,6 +203,7 @@ def test_use_cache_is_refused_with_noise(evaluate, tmp_path):
         ("noise=embedding,temperature_compensaton=auto", "did you mean temperature_compensation"),
         ("noise=embedding,temperature_compensation=auto,seeded_sampling=false", "needs seeded_sampling=true"),
         ("load_in_8bit=true,load_in_4bit=true", "exclusive"),
+        ("bnb_4bit_quant_type=nf4", "need load_in_4bit=true or load_in_8bit=true"),
     ],
 )
 def test_bad_input_fails_before_weights_load(model_args, needle):
