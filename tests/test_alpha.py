@@ -16,7 +16,7 @@ from lm_eval_noise.analysis.measure import Measurement, Setting, draw_seed, last
 from lm_eval_noise.analysis.prompts import read_prompts
 from lm_eval_noise.analysis.report import summarize
 from lm_eval_noise.noise import NOISE_TYPES, NoiseRuntime, NoiseState
-from lm_eval_noise.noise.counter import normal, position_keys, row_keys, site_id
+from lm_eval_noise.noise.counter import normal, position_hash, position_keys, row_keys, site_id
 
 PROMPTS = ["Once upon a time the cat", "Question: What is 3 plus 4? Answer:"]
 POSITIONS = 6
@@ -66,7 +66,7 @@ def test_lm_head_alpha_matches_hand_computation(loaded, cases):
     hidden = captured[0][0, -POSITIONS:]  # [N, d]: final hidden states at the measured positions
     seeds = torch.tensor([draw_seed(7, case.prompt, 1, d) for d in range(DRAWS)])
     positions = torch.arange(ids.shape[1] - POSITIONS, ids.shape[1]).expand(DRAWS, -1)
-    eps = normal(position_keys(row_keys(seeds, site_id("lm_head")), positions), hidden.shape[-1])
+    eps = normal(position_keys(row_keys(seeds, site_id("lm_head")), position_hash(positions)), hidden.shape[-1])
     noisy_hidden = hidden + eps * scale * hidden.std(dim=-1, keepdim=True)
     with torch.no_grad():
         clean, noisy = head(hidden).double(), head(noisy_hidden).double()

@@ -7,7 +7,7 @@ from typing import Protocol
 import torch
 from torch.utils.hooks import RemovableHandle
 
-from lm_eval_noise.noise.counter import normal, position_keys, row_keys
+from lm_eval_noise.noise.counter import normal, position_keys
 from lm_eval_noise.noise.state import NoiseState
 
 
@@ -21,8 +21,7 @@ def token_noise(state: NoiseState, site: int, width: int, size: int, device: tor
                 per_sequence: bool = False) -> torch.Tensor:
     """Standard noise [B, width, size] on `device` (layers may sit on several devices), zeroed where
     injection is off."""
-    keys = row_keys(state.seeds, site)
-    keys = position_keys(keys, None if per_sequence else state.positions_for(width)).to(device)
+    keys = position_keys(state.site_keys(site), None if per_sequence else state.position_hash_for(width)).to(device)
     eps = normal(keys, size, state.config.noise_dist)
     return eps * state.position_mask(width).to(device)[..., None]
 

@@ -18,6 +18,7 @@ _C1 = 0x7FEB352D
 _C2 = 0x5BD1E995
 _STREAM2 = 0x68E31DA4
 _POS_SALT = 0x27D4EB2F
+_POS_MUL = 0x61C88647
 _INV24 = 1.0 / (1 << 24)
 
 
@@ -27,9 +28,7 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     x = (x * _C1) & _M32
     x = x ^ (x >> 15)
     x = (x * _C2) & _M32
-    x = x ^ (x >> 16)
-    x = (x * _C1) & _M32
-    return x ^ (x >> 15)
+    return x ^ (x >> 16)
 
 
 def site_id(name: str) -> int:
@@ -43,11 +42,18 @@ def row_keys(seeds: torch.Tensor, site: int) -> torch.Tensor:
     return mix32(mix32(lo ^ site) ^ hi)
 
 
-def position_keys(keys: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
-    """Row keys [B] -> keys [B, T] per position (positions [B, T]); [B, 1] when positions is None."""
-    if positions is None:
+def position_hash(positions: torch.Tensor) -> torch.Tensor:
+    """Hashes of token positions [B, T]; shared by every site of one forward."""
+    return mix32((positions * _POS_MUL + _POS_SALT) & _M32)
+
+
+def position_keys(keys: torch.Tensor, pos_hash: torch.Tensor | None) -> torch.Tensor:
+    """Row keys [B] -> keys [B, T] per position (from position_hash); [B, 1] when pos_hash is None.
+
+    A plain XOR: both sides are already avalanche hashes and `normal` mixes the result again."""
+    if pos_hash is None:
         return keys[:, None]
-    return mix32(keys[:, None] ^ mix32((positions + _POS_SALT) & _M32))
+    return keys[:, None] ^ pos_hash
 
 
 _INDEX_CACHE: dict[tuple[int, str], torch.Tensor] = {}
@@ -84,13 +90,6 @@ def normal(keys: torch.Tensor, size: int, dist: str = "gaussian") -> torch.Tenso
     """Standard noise of shape keys.shape + (size,), one independent stream per key."""
     h1, h2 = _bits(keys, _index_hash(size, keys.device))
     return normal_from_bits(h1, h2, dist)
-
-
-def normal_flat(key: int, start: int, count: int, device: torch.device, dist: str = "gaussian") -> torch.Tensor:
-    """Elements start..start+count of the flat noise stream of one key (for chunked weight noise)."""
-    index = mix32(torch.arange(start, start + count, dtype=torch.int64, device=device) * 2 + 1)
-    h1 = mix32(index ^ key)
-    return normal_from_bits(h1, mix32(h1 ^ _STREAM2), dist)
 
 
 def uniform(keys: torch.Tensor, size: int) -> torch.Tensor:

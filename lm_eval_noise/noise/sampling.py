@@ -6,7 +6,7 @@ import torch
 from transformers import LogitsProcessor
 from transformers.generation.logits_process import MinPLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from lm_eval_noise.noise.counter import position_keys, row_keys, site_id, uniform
+from lm_eval_noise.noise.counter import position_hash, position_keys, row_keys, site_id, uniform
 
 SITE = site_id("sampling")
 
@@ -39,7 +39,7 @@ class SeededSampler(LogitsProcessor):
         for warper in self.truncation:
             scores = warper(input_ids, scores)
         steps = torch.full((len(self.keys), 1), step, dtype=torch.int64, device=self.keys.device)
-        u = uniform(position_keys(self.keys, steps)[:, 0], scores.shape[-1]).to(scores.device)
+        u = uniform(position_keys(self.keys, position_hash(steps))[:, 0], scores.shape[-1]).to(scores.device)
         return scores - torch.log(-torch.log(u))
 
 

@@ -7,6 +7,7 @@ import math
 import torch
 
 from lm_eval_noise.noise.config import NoiseConfig
+from lm_eval_noise.noise.counter import position_hash, row_keys
 
 
 def schedule_sigma(config: NoiseConfig, step: torch.Tensor | int, horizon: int) -> torch.Tensor | float:
@@ -46,6 +47,10 @@ class NoiseState:
         self.scale: torch.Tensor = torch.full((len(seeds), 1, 1), config.noise_scale, device=device)
         # Set at prefill by embedding noise with embed_norm=input: per-row mean prompt-embedding norm.
         self.input_norm: torch.Tensor | None = None
+        # Per-call and per-forward caches: every injection site of a forward shares them.
+        self._site_keys: dict[int, torch.Tensor] = {}
+        self._pos_hash: torch.Tensor | None = None
+        self._mask: torch.Tensor | None = None
 
     def begin_forward(self, width: int, position_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> None:
         """Called before each model forward over `width` new tokens."""
@@ -55,12 +60,12 @@ class NoiseState:
         else:
             cols = torch.arange(self.col, self.col + width, device=self.pads.device)
             self.positions = cols[None, :] - self.pads[:, None]
-        # The forward whose last token sits at position p produces generated token number p + 1 - prompt_len.
-        step = self.positions[:, -1:] + 1 - self.prompt_lens[:, None]
-        sigma = schedule_sigma(self.config, step, self.max_new_tokens)
-        self.scale = torch.as_tensor(sigma, dtype=torch.float32, device=self.pads.device).reshape(-1, 1, 1)
-        if self.scale.shape[0] == 1:
-            self.scale = self.scale.expand(len(self.seeds), 1, 1)
+        self._pos_hash = self._mask = None
+        if self.config.noise_schedule != "constant":
+            # The forward whose last token sits at position p produces generated token p + 1 - prompt_len.
+            step = self.positions[:, -1:] + 1 - self.prompt_lens[:, None]
+            sigma = schedule_sigma(self.config, step, self.max_new_tokens)
+            self.scale = torch.as_tensor(sigma, dtype=torch.float32, device=self.pads.device).reshape(-1, 1, 1)
 
     def end_forward(self, width: int) -> None:
         self.col += width
@@ -69,9 +74,27 @@ class NoiseState:
         """Positions of the last `width` tokens of the current forward (lm_head may see only the last)."""
         return self.positions[:, -width:] if width <= self.positions.shape[1] else self.positions
 
+    def site_keys(self, site: int) -> torch.Tensor:
+        """Row keys [B] of one injection site (computed once per call)."""
+        keys = self._site_keys.get(site)
+        if keys is None:
+            keys = self._site_keys[site] = row_keys(self.seeds, site)
+        return keys
+
+    def position_hash_for(self, width: int) -> torch.Tensor:
+        """position_hash of the last `width` tokens of the current forward (computed once per forward)."""
+        if self._pos_hash is None:
+            self._pos_hash = position_hash(self.positions)
+        return self._pos_hash[:, -width:] if width <= self._pos_hash.shape[1] else self._pos_hash
+
     def position_mask(self, width: int) -> torch.Tensor:
         """[B, width] float mask: 1 where structured injection puts noise, 0 on padding and skipped positions."""
-        pos = self.positions_for(width)
+        if self._mask is None:
+            self._mask = self._build_mask()
+        return self._mask[:, -width:] if width <= self._mask.shape[1] else self._mask
+
+    def _build_mask(self) -> torch.Tensor:
+        pos = self.positions
         keep = pos >= 0
         if self.config.noise_positions == "prompt":
             keep &= pos < self.prompt_lens[:, None]
