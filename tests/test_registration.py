@@ -96,3 +96,25 @@ def test_module_help_lists_subcommands():
     ).stdout
     for name in ("demo", "sweep", "leaderboard", "plot", "compare", "score-code", "alpha", "bench"):
         assert name in text
+
+
+def _responses(out_dir: Path) -> list:
+    (samples,) = out_dir.rglob("samples_noise_demo_*.jsonl")
+    return sorted((row["doc"]["id"], row["resps"][0]) for row in map(json.loads, samples.open()))
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_ranks_gives_the_single_process_samples(tmp_path, tiny_model):
+    common = [
+        "--model", "hf-noisy",
+        "--model_args", f"pretrained={tiny_model},dtype=float32,noise=embedding,noise_scale=0.05",
+        "--include_path", str(tasks_dir()), "--tasks", "noise_demo", "--limit", "4", "--batch_size", "2",
+        "--gen_kwargs", "max_gen_toks=8", "--log_samples",
+    ]
+    launch = [str(Path(sys.executable).with_name("accelerate")), "launch", "--cpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lm_eval"]
+    for command, out in ((launch, tmp_path / "ranks"), ([sys.executable, "-m", "lm_eval", "--device", "cpu"], tmp_path / "one")):
+        run = subprocess.run(command + common + ["--output_path", str(out)], capture_output=True, text=True,
+                             env=ENV, timeout=900, cwd=ROOT)
+        assert run.returncode == 0, run.stderr[-3000:]
+    assert _responses(tmp_path / "ranks") == _responses(tmp_path / "one")
