@@ -222,6 +222,19 @@ def test_activation_noise_on_single_linear_is_relative():
         assert ratio[row].std().item() == pytest.approx(1.0, rel=0.05)
 
 
+def test_activation_noise_drawn_for_all_sites_at_once_equals_site_by_site(model, monkeypatch):
+    import lm_eval_noise.noise.activation as activation
+
+    runtime = NoiseRuntime(model, NoiseConfig.from_args(noise="activation", noise_scale=0.2))
+    ids = _ids(model, batch=2, width=5)
+    outputs = []
+    for limit in (activation.ALL_SITES_MAX, 0):  # one call for every layer, then one call per layer
+        monkeypatch.setattr(activation, "ALL_SITES_MAX", limit)
+        with torch.no_grad(), runtime.attached(_state(runtime.config, batch=2, width=5, pads=[0, 2])):
+            outputs.append(model(input_ids=ids).logits)
+    assert torch.equal(outputs[0], outputs[1])
+
+
 def test_activation_hooks_exactly_the_targets(model):
     config = NoiseConfig.from_args(noise="activation", noise_scale=0.1, noise_targets="mlp+early")
     runtime = NoiseRuntime(model, config)

@@ -26,8 +26,10 @@ def token_noise(state: NoiseState, site: int, width: int, size: int, device: tor
     return eps * state.position_mask(width).to(device)[..., None]
 
 
-def add_relative_noise(x: torch.Tensor, state: NoiseState, site: int) -> torch.Tensor:
-    """x + eps * scale * std(x over features), std per token so padding and batch-mates never matter."""
+def add_relative_noise(x: torch.Tensor, state: NoiseState, site: int, shared: torch.Tensor | None = None) -> torch.Tensor:
+    """x + eps * scale * std(x over features), std per token so padding and batch-mates never matter.
+
+    `shared`: this site's noise already drawn for the whole forward ([B, T, >= d], masked), if any."""
     flat = x.dim() == 2
     if flat:  # [B*T, d] inputs (some layers flatten tokens)
         batch, width = state.positions.shape
@@ -37,7 +39,10 @@ def add_relative_noise(x: torch.Tensor, state: NoiseState, site: int) -> torch.T
                 "(token-routed layers such as MoE experts): exclude it with noise_targets"
             )
         x = x.view(batch, width, x.shape[-1])
-    eps = token_noise(state, site, x.shape[1], x.shape[-1], x.device)
+    if shared is None:
+        eps = token_noise(state, site, x.shape[1], x.shape[-1], x.device)
+    else:
+        eps = shared[:, -x.shape[1]:, : x.shape[-1]].to(x.device)
     sigma = state.scale.to(x.device) * x.float().std(dim=-1, keepdim=True)
     out = x + (eps * sigma).to(x.dtype)
     return out.view(-1, out.shape[-1]) if flat else out

@@ -51,6 +51,8 @@ class NoiseState:
         self._site_keys: dict[int, torch.Tensor] = {}
         self._pos_hash: torch.Tensor | None = None
         self._mask: torch.Tensor | None = None
+        # Per-forward scratch space for injectors that serve all their sites from one computation.
+        self.shared: dict = {}
 
     def begin_forward(self, width: int, position_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> None:
         """Called before each model forward over `width` new tokens."""
@@ -61,6 +63,7 @@ class NoiseState:
             cols = torch.arange(self.col, self.col + width, device=self.pads.device)
             self.positions = cols[None, :] - self.pads[:, None]
         self._pos_hash = self._mask = None
+        self.shared = {}
         if self.config.noise_schedule != "constant":
             # The forward whose last token sits at position p produces generated token p + 1 - prompt_len.
             step = self.positions[:, -1:] + 1 - self.prompt_lens[:, None]
