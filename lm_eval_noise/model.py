@@ -119,8 +119,10 @@ class HFNoisyLM(HFLM):
 
     def set_noise(self, config: NoiseConfig | None = None, **noise_args: Any) -> None:
         """Switch the noise configuration in place (no weight reload), e.g. between sweep methods."""
-        self.noise_config = config if config is not None else NoiseConfig.from_args(**noise_args)
-        self.noise = NoiseRuntime(self.model, self.noise_config)
+        config = config if config is not None else NoiseConfig.from_args(**noise_args)
+        self._refuse_cache(getattr(self, "cache_hook", None), config)
+        self.noise_config = config
+        self.noise = NoiseRuntime(self.model, config)
 
     def _create_model(self, *args: Any, quantization_config: Any = None, **kwargs: Any) -> None:
         super()._create_model(*args, quantization_config=self._quantization or quantization_config, **kwargs)
@@ -131,12 +133,16 @@ class HFNoisyLM(HFLM):
         return info
 
     def set_cache_hook(self, cache_hook) -> None:
-        if getattr(cache_hook, "dbdict", None) is not None and self.noise_config.active:
+        self._refuse_cache(cache_hook, self.noise_config)
+        super().set_cache_hook(cache_hook)
+
+    @staticmethod
+    def _refuse_cache(cache_hook, config: NoiseConfig) -> None:
+        if getattr(cache_hook, "dbdict", None) is not None and config.active:
             raise NoiseConfigError(
                 "--use_cache cannot be combined with noise: the cache returns one stored answer for every "
                 "greedy repeat, so all K noisy samples would be identical. Drop --use_cache (or set noise=none)."
             )
-        super().set_cache_hook(cache_hook)
 
     # -- lm-eval request types -----------------------------------------------------------------
 

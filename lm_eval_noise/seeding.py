@@ -8,15 +8,17 @@ from collections import Counter
 from typing import Any
 
 
+def _stable(value: Any) -> str:
+    """JSON stand-in for values JSON cannot hold (images, arrays): their bytes, never their address."""
+    to_bytes = getattr(value, "tobytes", None)
+    if callable(to_bytes):
+        return hashlib.blake2b(to_bytes(), digest_size=8).hexdigest()
+    return f"<{type(value).__name__}>"
+
+
 def doc_key(doc: Any, fallback: str) -> str:
-    """A stable content key of a doc: unchanged by --limit, --samples or task order."""
-    if doc is None:
-        text = fallback
-    else:
-        try:
-            text = json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str)
-        except (TypeError, ValueError):
-            text = repr(doc)
+    """A stable content key of a doc: unchanged by --limit, --samples, task order or process."""
+    text = fallback if doc is None else json.dumps(doc, sort_keys=True, ensure_ascii=False, default=_stable)
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 

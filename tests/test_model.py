@@ -192,6 +192,28 @@ def test_quantization_builds_a_bitsandbytes_config(monkeypatch):
     assert _bnb_config(True, False, {}).load_in_8bit
 
 
+def test_doc_keys_are_stable_for_docs_json_cannot_hold():
+    import numpy as np
+
+    from lm_eval_noise.seeding import doc_key
+
+    doc = {"question": "q", "image": np.arange(6, dtype=np.uint8)}
+    same = {"question": "q", "image": np.arange(6, dtype=np.uint8)}  # another object, same content
+    other = {"question": "q", "image": np.arange(1, 7, dtype=np.uint8)}
+    assert doc_key(doc, "ctx") == doc_key(same, "ctx") != doc_key(other, "ctx")
+
+
+def test_switching_noise_on_under_a_cache_is_refused(tiny_model, tmp_path):
+    from lm_eval.api.model import CachingLM
+
+    from lm_eval_noise.model import HFNoisyLM
+
+    lm = HFNoisyLM(pretrained=tiny_model, device="cpu", dtype="float32")
+    CachingLM(lm, str(tmp_path / "cache.db"))
+    with pytest.raises(NoiseConfigError, match="--use_cache cannot be combined with noise"):
+        lm.set_noise(noise="embedding", noise_scale=0.1)
+
+
 @pytest.mark.parametrize(
     "model_args,needle",
     [
