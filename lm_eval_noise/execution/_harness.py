@@ -607,7 +607,7 @@ def run_job(job: dict, workdir: str, env: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- server
-CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
+CLONE_NEWPID = 0x20000000
 PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG = 36, 1
 _TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 

@@ -84,10 +84,6 @@ class NoiseConfig:
         """True when any noise will actually be injected."""
         return bool(self.noise) and (self.noise_scale > 0 or (self.noise_scale_end or 0) > 0)
 
-    def has(self, kind: str) -> bool:
-        """True when noise type `kind` is active."""
-        return self.active and kind in self.noise
-
     @classmethod
     def from_args(cls, **args: Any) -> NoiseConfig:
         """Parse and validate raw model-arg values (strings, numbers or None)."""

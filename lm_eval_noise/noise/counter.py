@@ -68,28 +68,19 @@ def _index_hash(n: int, device: torch.device) -> torch.Tensor:
     return table
 
 
-def _bits(keys: torch.Tensor, index_hash: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    h1 = mix32(keys[..., None] ^ index_hash)
-    return h1, mix32(h1 ^ _STREAM2)
-
-
 def _unit(h: torch.Tensor) -> torch.Tensor:
     """32-bit hashes -> float32 uniforms strictly inside (0, 1)."""
     return ((h >> 8).to(torch.float32) + 0.5) * _INV24
 
 
-def normal_from_bits(h1: torch.Tensor, h2: torch.Tensor, dist: str = "gaussian") -> torch.Tensor:
-    """Two hash streams -> float32 noise with mean 0 and std 1 (Box-Muller, or a uniform of equal std)."""
+def normal(keys: torch.Tensor, size: int, dist: str = "gaussian") -> torch.Tensor:
+    """Standard noise of shape keys.shape + (size,), one independent stream per key: Box-Muller over two
+    hash streams, or (dist="uniform") a uniform of equal std from the first stream alone."""
+    h1 = mix32(keys[..., None] ^ _index_hash(size, keys.device))
     if dist == "uniform":
         return (_unit(h1) - 0.5) * math.sqrt(12.0)
     radius = torch.sqrt(-2.0 * torch.log(_unit(h1)))
-    return radius * torch.cos((2.0 * math.pi) * _unit(h2))
-
-
-def normal(keys: torch.Tensor, size: int, dist: str = "gaussian") -> torch.Tensor:
-    """Standard noise of shape keys.shape + (size,), one independent stream per key."""
-    h1, h2 = _bits(keys, _index_hash(size, keys.device))
-    return normal_from_bits(h1, h2, dist)
+    return radius * torch.cos((2.0 * math.pi) * _unit(mix32(h1 ^ _STREAM2)))
 
 
 def uniform(keys: torch.Tensor, size: int) -> torch.Tensor:
