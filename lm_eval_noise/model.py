@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 NOISE_ARGS = tuple(f.name for f in dataclasses.fields(NoiseConfig))
 _SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "min_p")
+# torch.compile settings of fast_decode's decode step. Static shapes: a step compiles once per batch
+# shape (the static cache only grows, and lm-eval sends the longest prompts first).
+FAST_DECODE_COMPILE: dict[str, Any] = {"fullgraph": False, "dynamic": False}
 _HFLM_ARGS = frozenset(inspect.signature(HFLM.__init__).parameters)
 
 
@@ -113,7 +116,6 @@ class HFNoisyLM(HFLM):
         self._batch: list[int] | None = None
         self._records: dict[int, dict] = {}
         self._warned_loglikelihood = False
-        self._warned_fast = False
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -216,19 +218,17 @@ class HFNoisyLM(HFLM):
                 return self._generate_batch(batch, context, max_length, stop, **generation_kwargs, **self._fast_kwargs())
             except (RuntimeError, ValueError, NotImplementedError, TypeError) as error:
                 log.warning("hf-noisy: fast_decode is unavailable here (%s: %s); decoding eagerly from now on",
-                            type(error).__name__, str(error).splitlines()[0][:200])
+                            type(error).__name__, (str(error).splitlines() or [''])[0][:200])
                 self.fast_decode = False
         return self._generate_batch(batch, context, max_length, stop, **generation_kwargs)
 
     def _fast_kwargs(self) -> dict[str, Any]:
-        """Static KV cache; transformers compiles the decode step (noise hooks included) on CUDA."""
+        """Static KV cache, and transformers compiles the decode step with the noise hooks inside."""
         from transformers import CompileConfig
 
-        if self.device.type != "cuda" and not self._warned_fast:
-            log.warning("hf-noisy: fast_decode compiles only on CUDA; on %s it uses the static KV cache uncompiled",
-                        self.device.type)
-            self._warned_fast = True
-        return {"cache_implementation": "static", "compile_config": CompileConfig(fullgraph=False, dynamic=False)}
+        config = CompileConfig(**FAST_DECODE_COMPILE)
+        config._compile_all_devices = True  # transformers compiles only on CUDA/XPU unless told so
+        return {"cache_implementation": "static", "compile_config": config}
 
     def _generate_batch(self, batch, context, max_length: int, stop: list[str], **generation_kwargs):
         if batch is None:

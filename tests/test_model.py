@@ -10,6 +10,7 @@ import pytest
 from lm_eval.tasks import TaskManager
 
 from lm_eval_noise import tasks_dir
+from lm_eval_noise.model import FAST_DECODE_COMPILE
 from lm_eval_noise.noise import NoiseConfigError
 
 logging.getLogger("lm_eval").setLevel(logging.ERROR)
@@ -116,12 +117,64 @@ def test_every_noise_type_is_batch_invariant_and_diverse(evaluate, noise_args):
     assert _distinct_share(one["noise_demo"]) > 0
 
 
-@pytest.mark.parametrize("task", ["noise_demo", "noise_demo_sampled"])
-def test_fast_decode_gives_the_eager_samples(evaluate, task):
-    eager, _ = evaluate(EMBED + ",noise_first_k=3", tasks=(task,), batch_size=1, limit=3)
-    fast_one, _ = evaluate(EMBED + ",noise_first_k=3,fast_decode=true", tasks=(task,), batch_size=1, limit=3)
-    fast_three, _ = evaluate(EMBED + ",noise_first_k=3,fast_decode=true", tasks=(task,), batch_size=3, limit=3)
-    assert eager == fast_one == fast_three
+# Every hooked injection point at once, with a schedule so sigma changes at every decode step.
+FAST_NOISE = ("noise=embedding+activation+hidden+lm_head,noise_layer=1,noise_scale=0.05,"
+              "noise_schedule=linear,noise_scale_end=0.2")
+
+
+@pytest.fixture
+def dynamo():
+    """Fresh torch.compile state that raises on any recompilation; yields dynamo's counters."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        yield counters
+    torch._dynamo.reset()
+
+
+def _no_fallback(caplog) -> bool:
+    return not any("fast_decode is unavailable" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(("noise", "task", "batch_size"), [
+    (FAST_NOISE, "noise_demo", 3),
+    (FAST_NOISE, "noise_demo_sampled", 1),
+    (EMBED + ",noise_first_k=3", "noise_demo_sampled", 3),
+    ("noise=weight,noise_scale=0.05,noise_targets=mlp", "noise_demo", 2),
+])
+def test_fast_decode_traces_noise_into_the_decode_graph(evaluate, dynamo, monkeypatch, caplog, noise, task, batch_size):
+    """Dynamo traces the decode step with the hooks inside: no graph break, no recompile per token, and
+    the eager samples. The eager backend runs the traced graph without C++ code generation."""
+    monkeypatch.setitem(FAST_DECODE_COMPILE, "backend", "eager")
+    eager, _ = evaluate(noise, tasks=(task,), batch_size=batch_size, limit=3)
+    fast, _ = evaluate(noise + ",fast_decode=true", tasks=(task,), batch_size=batch_size, limit=3)
+    assert fast == eager
+    assert dynamo["stats"]["unique_graphs"] >= 1 and not dynamo["graph_break"]
+    assert _no_fallback(caplog)
+
+
+@pytest.mark.slow
+def test_fast_decode_compiled_gives_the_eager_samples(evaluate, dynamo, caplog):
+    """The real compile (inductor) of the noisy decode step samples exactly what eager decoding does (fp32)."""
+    eager, _ = evaluate(FAST_NOISE, tasks=("noise_demo_sampled",), batch_size=2, limit=2)
+    fast, _ = evaluate(FAST_NOISE + ",fast_decode=true", tasks=("noise_demo_sampled",), batch_size=2, limit=2)
+    clean, _ = evaluate("", tasks=("noise_demo_sampled",), batch_size=2, limit=2)
+    assert fast == eager != clean
+    assert dynamo["inductor"]["fxgraph_cache_miss"] + dynamo["inductor"]["fxgraph_cache_hit"] >= 1
+    assert _no_fallback(caplog)
+
+
+def test_fast_decode_falls_back_to_eager_with_one_warning(evaluate, dynamo, monkeypatch, caplog):
+    monkeypatch.setitem(FAST_DECODE_COMPILE, "backend", "no_such_backend")
+    eager, _ = evaluate(EMBED, batch_size=2, limit=2)
+    with caplog.at_level(logging.WARNING):
+        fast, _ = evaluate(EMBED + ",fast_decode=true", batch_size=2, limit=2)
+    assert fast == eager
+    warnings = [r.getMessage() for r in caplog.records if "fast_decode is unavailable" in r.getMessage()]
+    assert len(warnings) == 1 and "no_such_backend" in warnings[0]
 
 
 def test_provenance_and_per_sample_records(evaluate):

@@ -42,7 +42,9 @@ class NoiseState:
         self.prompt_width = attention_mask.shape[1]
         self.prompt_lens = self.prompt_width - self.pads
         self.max_new_tokens = max_new_tokens
-        self.col = 0
+        # Padded columns consumed so far, as a tensor: a compiled decode step reads and advances it
+        # without guarding on its value (a Python int would recompile the step at every token).
+        self.col = torch.zeros((), dtype=torch.int64, device=device)
         self.positions = torch.zeros(len(seeds), 0, dtype=torch.int64, device=device)
         self.scale: torch.Tensor = torch.full((len(seeds), 1, 1), config.noise_scale, device=device)
         # Set at prefill by embedding noise with embed_norm=input: per-row mean prompt-embedding norm.
@@ -60,7 +62,7 @@ class NoiseState:
             real = attention_mask[:, -width:] != 0
             self.positions = torch.where(real, position_ids.expand(real.shape), -1)
         else:
-            cols = torch.arange(self.col, self.col + width, device=self.pads.device)
+            cols = self.col + torch.arange(width, device=self.pads.device)
             self.positions = cols[None, :] - self.pads[:, None]
         self._pos_hash = self._mask = None
         self.shared = {}
@@ -71,7 +73,7 @@ class NoiseState:
             self.scale = torch.as_tensor(sigma, dtype=torch.float32, device=self.pads.device).reshape(-1, 1, 1)
 
     def end_forward(self, width: int) -> None:
-        self.col += width
+        self.col.add_(width)
 
     def positions_for(self, width: int) -> torch.Tensor:
         """Positions of the last `width` tokens of the current forward (lm_head may see only the last)."""
