@@ -125,6 +125,9 @@ class HFNoisyLM(HFLM):
         self._refuse_cache(getattr(self, "cache_hook", None), config)
         self.noise_config = config
         self.noise = NoiseRuntime(self.model, config)
+        if self.fast_decode and getattr(self.model, "_compiled_call", None) is not None:
+            # New hooks mean a new decode graph: start afresh rather than pile recompiles up to dynamo's limit.
+            torch._dynamo.reset()
 
     def _create_model(self, *args: Any, quantization_config: Any = None, **kwargs: Any) -> None:
         super()._create_model(*args, quantization_config=self._quantization or quantization_config, **kwargs)
