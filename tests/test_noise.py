@@ -6,10 +6,11 @@ import math
 
 import pytest
 import torch
+from scipy import stats
 from transformers import AutoModelForCausalLM
 
 from lm_eval_noise.noise import NoiseConfig, NoiseConfigError, NoiseRuntime, NoiseState
-from lm_eval_noise.noise.counter import mix32, normal, position_hash, position_keys, row_keys
+from lm_eval_noise.noise.counter import _unit, mix32, normal, position_hash, position_keys, row_keys
 from lm_eval_noise.noise.embedding import mean_embedding_norm
 from lm_eval_noise.noise.state import schedule_sigma
 from lm_eval_noise.noise.targets import decoder_layers, is_linear
@@ -73,8 +74,19 @@ def test_counter_noise_is_standard_normal_and_independent():
     assert abs((z**4).mean().item() - 3) < 0.05  # Gaussian kurtosis
     for a, b in ((z[:, :, :-1], z[:, :, 1:]), (z[:, :-1], z[:, 1:]), (z[0], z[1])):
         assert abs(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()) < 0.02
+    assert stats.kstest(z.flatten().double().numpy(), "norm").pvalue > 1e-3
     u = normal(keys, 512, "uniform")
     assert abs(u.std().item() - 1) < 0.01 and u.abs().max().item() <= math.sqrt(3) + 1e-6
+
+
+def test_counter_uniforms_stay_inside_the_open_interval():
+    """The extreme hashes map to finite noise and finite Gumbel draws (float32 rounds 1 - 2**-25 to 1)."""
+    extremes = torch.tensor([0, 2**32 - 1], dtype=torch.int64)
+    u = _unit(extremes)
+    assert 0 < u[0] < u[1] < 1 and u.sum().item() == 1.0
+    z = torch.erfinv(u * 2 - 1) * math.sqrt(2)
+    assert torch.isfinite(z).all() and z[0] == -z[1] and 5 < z[1] < 6
+    assert torch.isfinite(torch.log(-torch.log(u))).all()
 
 
 @pytest.mark.parametrize("scope", ["per_token", "per_sequence"])

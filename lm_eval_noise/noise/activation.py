@@ -12,8 +12,8 @@ from lm_eval_noise.noise.counter import normal, row_keys, site_id
 from lm_eval_noise.noise.state import NoiseState
 from lm_eval_noise.noise.targets import select_linear
 
-# Draw every site's noise in one call when it is this small (decode steps): one vectorised call
-# instead of a couple of dozen small tensor ops per layer. Larger forwards (prefill) go site by site.
+# Draw every site's noise at once when it is this small (decode steps): one vectorised call per input
+# width instead of a couple of dozen small tensor ops per layer. Larger forwards (prefill) go site by site.
 ALL_SITES_MAX = 1 << 22
 
 
@@ -28,33 +28,39 @@ class ActivationNoise:
         self.config = config
         self.modules = select_linear(model, config.noise_targets)
         self.sites = {name: site_id(f"activation:{name}") for name in self.modules}
-        self.index = {name: i for i, name in enumerate(self.modules)}
-        self.width = max(_in_features(m) for m in self.modules.values())
-        self.site_ids = torch.tensor(list(self.sites.values()), dtype=torch.int64)
+        widths: dict[int, list[str]] = {}
+        for name, module in self.modules.items():
+            widths.setdefault(_in_features(module), []).append(name)
+        # Sites grouped by input width, so each group's noise is drawn at exactly its size.
+        self.groups = [(size, names, torch.tensor([self.sites[n] for n in names], dtype=torch.int64))
+                       for size, names in widths.items()]
+        self.elements = sum(size * len(names) for size, names in widths.items())
 
     def attach(self, state: NoiseState) -> list[RemovableHandle]:
         return [module.register_forward_pre_hook(self._make_hook(state, name)) for name, module in self.modules.items()]
 
-    def _all_sites(self, state: NoiseState) -> torch.Tensor | None:
-        """[sites, B, T, max d] masked noise of every site for the current forward, when small enough."""
+    def _all_sites(self, state: NoiseState, dtype: torch.dtype) -> dict[str, torch.Tensor] | None:
+        """Every site's scaled noise [B, T, d] for the current forward, when small enough."""
         drawn = state.shared.get(self)
         if drawn is None:
             batch, width = state.positions.shape
-            if len(self.sites) * batch * width * self.width > ALL_SITES_MAX:
-                drawn = False
-            else:
-                keys = row_keys(state.seeds[None, :], self.site_ids.to(state.seeds.device)[:, None])
-                keys = keys[:, :, None] ^ state.position_hash_for(width)[None]
-                drawn = normal(keys, self.width, self.config.noise_dist) * state.position_mask(width)[None, ..., None]
+            drawn = {}
+            if batch * width * self.elements <= ALL_SITES_MAX:
+                factor = state.position_mask(width)[None, ..., None] * state.scale[None]  # [1, B, T, 1]
+                for size, names, ids in self.groups:
+                    keys = row_keys(state.seeds[None, :], ids.to(state.seeds.device)[:, None])
+                    keys = keys[:, :, None] ^ state.position_hash_for(width)[None]
+                    noise = (normal(keys, size, self.config.noise_dist) * factor).to(dtype)
+                    drawn.update(zip(names, noise.unbind(0), strict=True))
             state.shared[self] = drawn
-        return drawn if drawn is not False else None
+        return drawn or None
 
     def _make_hook(self, state: NoiseState, name: str):
-        site, index = self.sites[name], self.index[name]
+        site = self.sites[name]
 
         def hook(module, args):
-            drawn = self._all_sites(state)
-            shared = None if drawn is None else drawn[index]
-            return (add_relative_noise(args[0], state, site, shared), *args[1:])
+            drawn = self._all_sites(state, args[0].dtype)
+            noise = None if drawn is None else drawn[name]
+            return (add_relative_noise(args[0], state, site, noise, share_std=True), *args[1:])
 
         return hook

@@ -26,10 +26,21 @@ def token_noise(state: NoiseState, site: int, width: int, size: int, device: tor
     return eps * state.position_mask(width).to(device)[..., None]
 
 
-def add_relative_noise(x: torch.Tensor, state: NoiseState, site: int, shared: torch.Tensor | None = None) -> torch.Tensor:
-    """x + eps * scale * std(x over features), std per token so padding and batch-mates never matter.
+def scaled_token_noise(state: NoiseState, site: int, width: int, size: int, dtype: torch.dtype,
+                       device: torch.device) -> torch.Tensor:
+    """token_noise times each row's sigma, in `dtype`: what add_relative_noise multiplies by std(x)."""
+    return (token_noise(state, site, width, size, device) * state.scale.to(device)).to(dtype)
 
-    `shared`: this site's noise already drawn for the whole forward ([B, T, >= d], masked), if any."""
+
+def add_relative_noise(x: torch.Tensor, state: NoiseState, site: int, noise: torch.Tensor | None = None,
+                       share_std: bool = False) -> torch.Tensor:
+    """x + eps * sigma * std(x over features), std per token so padding and batch-mates never matter.
+
+    `noise`: this site's scaled_token_noise already drawn for the whole forward ([B, T, >= d]), if any.
+    `share_std`: reuse the std of the previous call when it got the very same tensor (q/k/v and gate/up
+    projections read one input). At most two tensor ops per call: hooks on every Linear run this at
+    every decode step."""
+    source = x
     flat = x.dim() == 2
     if flat:  # [B*T, d] inputs (some layers flatten tokens)
         batch, width = state.positions.shape
@@ -39,10 +50,16 @@ def add_relative_noise(x: torch.Tensor, state: NoiseState, site: int, shared: to
                 "(token-routed layers such as MoE experts): exclude it with noise_targets"
             )
         x = x.view(batch, width, x.shape[-1])
-    if shared is None:
-        eps = token_noise(state, site, x.shape[1], x.shape[-1], x.device)
+    if noise is None:
+        eps = scaled_token_noise(state, site, x.shape[1], x.shape[-1], x.dtype, x.device)
     else:
-        eps = shared[:, -x.shape[1]:, : x.shape[-1]].to(x.device)
-    sigma = state.scale.to(x.device) * x.float().std(dim=-1, keepdim=True)
-    out = x + (eps * sigma).to(x.dtype)
+        eps = (noise if noise.shape == x.shape else noise[:, -x.shape[1]:, : x.shape[-1]]).to(x.device, x.dtype)
+    last = state.shared.get("std") if share_std else None
+    if last is not None and last[0] is source:
+        std = last[1]
+    else:
+        std = x.std(dim=-1, keepdim=True)
+        if share_std:
+            state.shared["std"] = (source, std)
+    out = torch.addcmul(x, eps, std)
     return out.view(-1, out.shape[-1]) if flat else out

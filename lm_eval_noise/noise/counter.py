@@ -16,10 +16,9 @@ _M32 = 0xFFFFFFFF
 # Multipliers are odd and below 2**31, so products of 32-bit values fit in int64 without overflow.
 _C1 = 0x7FEB352D
 _C2 = 0x5BD1E995
-_STREAM2 = 0x68E31DA4
 _POS_SALT = 0x27D4EB2F
 _POS_MUL = 0x61C88647
-_INV24 = 1.0 / (1 << 24)
+_INV23 = 1.0 / (1 << 23)
 
 
 def mix32(x: torch.Tensor) -> torch.Tensor:
@@ -69,18 +68,19 @@ def _index_hash(n: int, device: torch.device) -> torch.Tensor:
 
 
 def _unit(h: torch.Tensor) -> torch.Tensor:
-    """32-bit hashes -> float32 uniforms strictly inside (0, 1)."""
-    return ((h >> 8).to(torch.float32) + 0.5) * _INV24
+    """32-bit hashes -> float32 uniforms strictly inside (0, 1), symmetric: (k + 0.5) / 2**23. 23 bits,
+    because float32 cannot hold (2**24 - 0.5) / 2**24: it rounds to 1.0 (an infinite Gumbel or erfinv)."""
+    return ((h >> 9).to(torch.float32) + 0.5) * _INV23
 
 
 def normal(keys: torch.Tensor, size: int, dist: str = "gaussian") -> torch.Tensor:
-    """Standard noise of shape keys.shape + (size,), one independent stream per key: Box-Muller over two
-    hash streams, or (dist="uniform") a uniform of equal std from the first stream alone."""
-    h1 = mix32(keys[..., None] ^ _index_hash(size, keys.device))
+    """Standard noise of shape keys.shape + (size,), one independent stream per key: the inverse normal
+    CDF of one hash stream (one hash and one erfinv per value, a third of Box-Muller's tensor ops), or
+    (dist="uniform") a uniform of equal std."""
+    u = _unit(mix32(keys[..., None] ^ _index_hash(size, keys.device)))
     if dist == "uniform":
-        return (_unit(h1) - 0.5) * math.sqrt(12.0)
-    radius = torch.sqrt(-2.0 * torch.log(_unit(h1)))
-    return radius * torch.cos((2.0 * math.pi) * _unit(mix32(h1 ^ _STREAM2)))
+        return (u - 0.5) * math.sqrt(12.0)
+    return torch.erfinv(u * 2.0 - 1.0) * math.sqrt(2.0)
 
 
 def uniform(keys: torch.Tensor, size: int) -> torch.Tensor:
