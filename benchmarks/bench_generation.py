@@ -92,7 +92,8 @@ def _peak_memory(lm, batch: int, tokens: int) -> float | None:
 
 
 def run(quick: bool = False, model_args: str | None = None, random_init: str | None = None,
-        device: str | None = None, dtype: str = "auto", **_: Any) -> dict:
+        device: str | None = None, dtype: str = "auto", batches: tuple[int, ...] | None = None,
+        tokens: int | None = None, **_: Any) -> dict:
     """hf-noisy / hf tokens per second for every noise type and batch size."""
     from lm_eval.models.huggingface import HFLM
 
@@ -101,8 +102,8 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer, name = _load(model_args, random_init, device, dtype if dtype != "auto" else (
         "bfloat16" if device.startswith("cuda") else "float32"))
-    batches = (1, 8) if quick else (1, 8, 32)
-    tokens = 16 if quick else 128
+    batches = batches or ((1, 8) if quick else (1, 8, 32))
+    tokens = tokens or (16 if quick else 128)
     repeats = 1 if quick else 3
     common = {"pretrained": model, "tokenizer": tokenizer, "device": device}
     rows = []

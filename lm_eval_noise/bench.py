@@ -54,6 +54,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--model_args", help="generation benchmark: pretrained=... (default: the tiny model)")
     parser.add_argument("--random-init", help="generation benchmark: a transformers config.json to build a random model from")
     parser.add_argument("--device", help="generation benchmark: cpu or cuda (default: cuda if available)")
+    parser.add_argument("--batch-sizes", help="generation benchmark: comma-separated (default: 1,8,32; --quick: 1,8)")
+    parser.add_argument("--tokens", type=int, help="generation benchmark: new tokens per sample (default: 128; --quick: 16)")
     parser.add_argument("--output", help="JSON path (default: benchmarks/results/bench-<time>.json)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",")] if args.only else list(BENCHMARKS)
@@ -63,7 +65,12 @@ def main(argv: list[str]) -> int:
     folder = _benchmarks_dir()
     sys.path.insert(0, str(folder))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    options = {"model_args": args.model_args, "random_init": args.random_init, "device": args.device}
+    try:
+        batches = tuple(int(b) for b in args.batch_sizes.split(",")) if args.batch_sizes else None
+    except ValueError:
+        parser.error(f"--batch-sizes: expected comma-separated integers such as 1,8,32, got {args.batch_sizes!r}")
+    options = {"model_args": args.model_args, "random_init": args.random_init, "device": args.device,
+               "batches": batches, "tokens": args.tokens}
     results = []
     for name in names:
         print(f"bench: running {name} ...", flush=True)

@@ -285,6 +285,24 @@ def test_weight_noise_statistics_and_exact_restore(model):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+def test_weight_noise_chunks_are_own_streams_whatever_the_thread_count(model, monkeypatch):
+    import lm_eval_noise.noise.weight as weight_module
+
+    monkeypatch.setattr(weight_module, "CHUNK", 1000)
+    runtime = NoiseRuntime(model, NoiseConfig.from_args(noise="weight", noise_scale=0.05))
+    name, w = max(runtime.weight.params.items(), key=lambda item: item[1].numel())
+    assert w.numel() >= 8000
+    original = w.detach().clone()
+    draws = []
+    for threads in (1, 2, 3):  # serial, then chunks drawn by a thread pool
+        monkeypatch.setattr(torch, "get_num_threads", lambda threads=threads: threads)
+        with runtime.weight.perturbed(seed=7):
+            draws.append((w.detach() - original).flatten())
+    assert torch.equal(draws[0], draws[1]) and torch.equal(draws[0], draws[2])
+    chunks = draws[0][:8000].view(8, 1000)
+    assert (torch.corrcoef(chunks) - torch.eye(8)).abs().max() < 0.2  # independent, not one stream repeated
+
+
 def test_weight_noise_uniform_distribution(model):
     runtime = NoiseRuntime(model, NoiseConfig.from_args(noise="weight", noise_scale=0.05, noise_dist="uniform"))
     name, w = max(runtime.weight.params.items(), key=lambda kv: kv[1].numel())

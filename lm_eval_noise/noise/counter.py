@@ -58,7 +58,8 @@ def position_keys(keys: torch.Tensor, pos_hash: torch.Tensor | None) -> torch.Te
 _INDEX_CACHE: dict[tuple[int, str], torch.Tensor] = {}
 
 
-def _index_hash(n: int, device: torch.device) -> torch.Tensor:
+def index_hash(n: int, device: torch.device) -> torch.Tensor:
+    """Hashes of the indices 0..n-1 (cached): the per-feature half of every noise key."""
     key = (n, str(device))
     table = _INDEX_CACHE.get(key)
     if table is None:
@@ -77,7 +78,7 @@ def normal(keys: torch.Tensor, size: int, dist: str = "gaussian") -> torch.Tenso
     """Standard noise of shape keys.shape + (size,), one independent stream per key: the inverse normal
     CDF of one hash stream (one hash and one erfinv per value, a third of Box-Muller's tensor ops), or
     (dist="uniform") a uniform of equal std."""
-    u = _unit(mix32(keys[..., None] ^ _index_hash(size, keys.device)))
+    u = _unit(mix32(keys[..., None] ^ index_hash(size, keys.device)))
     if dist == "uniform":
         return (u - 0.5) * math.sqrt(12.0)
     return torch.erfinv(u * 2.0 - 1.0) * math.sqrt(2.0)
@@ -85,4 +86,4 @@ def normal(keys: torch.Tensor, size: int, dist: str = "gaussian") -> torch.Tenso
 
 def uniform(keys: torch.Tensor, size: int) -> torch.Tensor:
     """Uniforms in (0, 1) of shape keys.shape + (size,)."""
-    return _unit(mix32(keys[..., None] ^ _index_hash(size, keys.device)))
+    return _unit(mix32(keys[..., None] ^ index_hash(size, keys.device)))

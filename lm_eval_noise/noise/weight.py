@@ -2,7 +2,7 @@
 
 A weight draw cannot differ per batch row, so each sample is generated on its own with its own draw
 (batch size 1 per sample while weight noise is on). The draw comes from torch's own generator seeded
-by (sample, tensor): one draw per sample needs no per-row streams, and a whole model's worth of noise
+by (sample, tensor, chunk): one draw per sample needs no per-row streams, and a whole model's worth of noise
 is far cheaper from the fused generator than from the counter hash. Originals stay on the accelerator
 when they fit in half of its free memory (restoring is then a device copy, ~100x faster than from the
 host), else in pinned host memory; beyond that the accelerator holds one chunk of noise at a time.
@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
 
 from lm_eval_noise.noise.config import NoiseConfig, NoiseConfigError
-from lm_eval_noise.noise.counter import row_keys, site_id
+from lm_eval_noise.noise.counter import index_hash, mix32, row_keys, site_id
 from lm_eval_noise.noise.targets import select_linear, weight_std
 
 # Elements of noise generated at once: bounds extra accelerator memory to a few tens of MB.
@@ -51,7 +52,7 @@ class WeightNoise:
                 seen.add(id(weight))
                 self.params[name] = weight
         self.stds = {name: weight_std(w) for name, w in self.params.items()}
-        self.sites = {name: site_id(f"weight:{name}") for name in self.params}
+        self.site_ids = torch.tensor([site_id(f"weight:{name}") for name in self.params], dtype=torch.int64)
         self._originals: dict[str, torch.Tensor] | None = None
 
     def _backup_devices(self) -> dict[torch.device, torch.device]:
@@ -79,18 +80,31 @@ class WeightNoise:
     def apply(self, seed: int) -> None:
         """Perturb every targeted weight with the draw of sample `seed` (64-bit)."""
         self._save_originals()
-        for name, w in self.params.items():
-            key = int(row_keys(torch.tensor([seed], dtype=torch.int64), self.sites[name])[0])
-            generator = torch.Generator(device=w.device).manual_seed(key)
-            flat = w.data.view(-1)
+        keys = row_keys(torch.tensor([seed], dtype=torch.int64), self.site_ids)
+        chunks = []
+        for (name, w), key in zip(self.params.items(), keys, strict=True):
+            starts = range(0, w.numel(), CHUNK)
+            # 32-bit stream keys: torch's CPU generator (mt19937) ignores higher seed bits.
+            streams = mix32(key ^ index_hash(len(starts), key.device)).tolist()
             scale = self.config.noise_scale * self.stds[name]
-            for start in range(0, flat.numel(), CHUNK):
-                count = min(CHUNK, flat.numel() - start)
-                if self.config.noise_dist == "uniform":
-                    eps = (torch.rand(count, generator=generator, device=w.device) - 0.5) * math.sqrt(12.0)
-                else:
-                    eps = torch.randn(count, generator=generator, device=w.device)
-                flat[start : start + count].add_((eps * scale).to(flat.dtype))
+            chunks += [(w.data.view(-1), start, stream, scale) for start, stream in zip(starts, streams, strict=True)]
+        if all(flat.device.type == "cpu" for flat, *_ in chunks) and torch.get_num_threads() > 1:
+            # torch's CPU generator is serial: draw chunks on every core (each chunk has its own stream).
+            with ThreadPoolExecutor(torch.get_num_threads()) as pool:
+                list(pool.map(lambda chunk: self._perturb(*chunk), chunks))
+        else:
+            for chunk in chunks:
+                self._perturb(*chunk)
+
+    def _perturb(self, flat: torch.Tensor, start: int, key: int, scale: float) -> None:
+        """Add the noise of one chunk (its own generator stream, seeded by sample, tensor and chunk)."""
+        generator = torch.Generator(device=flat.device).manual_seed(key)
+        count = min(CHUNK, flat.numel() - start)
+        if self.config.noise_dist == "uniform":
+            eps = (torch.rand(count, generator=generator, device=flat.device) - 0.5) * math.sqrt(12.0)
+        else:
+            eps = torch.randn(count, generator=generator, device=flat.device)
+        flat[start : start + count].add_(eps.mul_(scale).to(flat.dtype))
 
     @torch.no_grad()
     def restore(self) -> None:
