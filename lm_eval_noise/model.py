@@ -220,8 +220,9 @@ class HFNoisyLM(HFLM):
             try:
                 return self._generate_batch(batch, context, max_length, stop, **generation_kwargs, **self._fast_kwargs())
             except (RuntimeError, ValueError, NotImplementedError, TypeError) as error:
+                reason = " ".join(line.strip() for line in str(error).splitlines()[:2] if line.strip())
                 log.warning("hf-noisy: fast_decode is unavailable here (%s: %s); decoding eagerly from now on",
-                            type(error).__name__, (str(error).splitlines() or [''])[0][:200])
+                            type(error).__name__, reason[:300])
                 self.fast_decode = False
         return self._generate_batch(batch, context, max_length, stop, **generation_kwargs)
 

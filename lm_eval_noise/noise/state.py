@@ -29,9 +29,10 @@ class NoiseState:
     """Rows' seeds and token positions for one generation call (left-padded batch).
 
     A token's position is its index within its own sample, so its noise never depends on the batch it
-    sits in. Positions come from the model's own `position_ids` and attention mask when the forward gets
-    them (all tensor ops, so a compiled decode step needs no Python-side counters), else from counting
-    the columns of the padded layout.
+    sits in. Positions come from the model's own `position_ids` when the forward gets them (padding
+    masked from the 2D attention mask, or at the prompt from the known left padding), so a compiled decode
+    step reads no counter and mutates no tensor (CUDA graphs stay on); else from counting the columns
+    of the padded layout.
     """
 
     def __init__(self, config: NoiseConfig, seeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int):
@@ -42,9 +43,11 @@ class NoiseState:
         self.prompt_width = attention_mask.shape[1]
         self.prompt_lens = self.prompt_width - self.pads
         self.max_new_tokens = max_new_tokens
-        # Padded columns consumed so far, as a tensor: a compiled decode step reads and advances it
-        # without guarding on its value (a Python int would recompile the step at every token).
+        # Padded columns consumed so far (models without position ids), as a tensor: a compiled step
+        # advances it without guarding on its value (a Python int would recompile at every token).
         self.col = torch.zeros((), dtype=torch.int64, device=device)
+        self.counting = False
+        self.prefilled = False
         self.positions = torch.zeros(len(seeds), 0, dtype=torch.int64, device=device)
         self.scale: torch.Tensor = torch.full((len(seeds), 1, 1), config.noise_scale, device=device)
         # Set at prefill by embedding noise with embed_norm=input: per-row mean prompt-embedding norm.
@@ -58,12 +61,21 @@ class NoiseState:
 
     def begin_forward(self, width: int, position_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> None:
         """Called before each model forward over `width` new tokens."""
-        if position_ids is not None and position_ids.dim() == 2 and attention_mask is not None and attention_mask.dim() == 2:
-            real = attention_mask[:, -width:] != 0
-            self.positions = torch.where(real, position_ids.expand(real.shape), -1)
-        else:
+        mask_2d = attention_mask is not None and attention_mask.dim() == 2
+        prompt = not self.prefilled and width == self.prompt_width
+        self.counting = position_ids is None or position_ids.dim() != 2 or not (mask_2d or prompt or self.prefilled)
+        if self.counting:
             cols = self.col + torch.arange(width, device=self.pads.device)
             self.positions = cols[None, :] - self.pads[:, None]
+        else:
+            position_ids = position_ids.expand(len(self.seeds), width)
+            if mask_2d:
+                real = attention_mask[:, -width:] != 0
+            elif prompt:  # the left-padded prompt: its first `pads` columns are padding
+                real = torch.arange(width, device=self.pads.device)[None, :] >= self.pads[:, None]
+            else:  # a decode step (cache layouts with 4D masks): every token is a real one
+                real = None
+            self.positions = position_ids if real is None else torch.where(real, position_ids, -1)
         self._pos_hash = self._mask = None
         self.shared = {}
         if self.config.noise_schedule != "constant":
@@ -73,7 +85,11 @@ class NoiseState:
             self.scale = torch.as_tensor(sigma, dtype=torch.float32, device=self.pads.device).reshape(-1, 1, 1)
 
     def end_forward(self, width: int) -> None:
-        self.col.add_(width)
+        self.prefilled = True
+        self._pos_hash = self._mask = None
+        self.shared = {}  # nothing of this forward outlives it (a compiled step returns no extra tensors)
+        if self.counting:
+            self.col.add_(width)
 
     def positions_for(self, width: int) -> torch.Tensor:
         """Positions of the last `width` tokens of the current forward (lm_head may see only the last)."""
