@@ -89,6 +89,16 @@ def _time_pair(stock, noisy, batch: int, tokens: int, repeats: int) -> tuple[flo
     return best_stock, best_noisy
 
 
+def _agreement(fast, eager, case: str, batch: int, tokens: int) -> dict:
+    """Share of samples fast_decode generates exactly as the eager path does (1.0 in fp32; bf16 may
+    round differently in compiled kernels)."""
+    ours = fast.generate_until(_requests(batch, tokens), disable_tqdm=True)
+    theirs = eager.generate_until(_requests(batch, tokens), disable_tqdm=True)
+    same = sum(a == b for a, b in zip(ours, theirs, strict=True))
+    return {"case": f"{case} same samples as eager bs={batch}", "ours": float(same), "reference": float(len(ours)),
+            "ratio": same / len(ours), "unit": "samples", "target": None}
+
+
 def _peak_memory(lm, batch: int, tokens: int) -> float | None:
     if not torch.cuda.is_available():
         return None
@@ -132,6 +142,8 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
                 eager = speed[case.removesuffix(" fast_decode")]
                 rows.append({"case": f"{case} vs eager bs={batch}", "ours": ours, "reference": eager,
                              "ratio": ours / eager, "unit": "tokens/s", "target": None})
+                rows.append(_agreement(noisy, HFNoisyLM(batch_size=batch, **common, **{
+                    k: v for k, v in noise.items() if k != "fast_decode"}), case, batch, tokens))
             del noisy
             gc.collect()
     memory = {}

@@ -23,6 +23,8 @@ def test_generation_bench_reports_every_case_against_stock_hf(tmp_path, tiny_mod
     for row in result["rows"]:
         assert row["ours"] > 0 and row["reference"] > 0
         assert row["ratio"] == pytest.approx(row["ours"] / row["reference"])
+    agreement = [row for row in result["rows"] if "same samples as eager" in row["case"]]
+    assert len(agreement) == 4 and all(row["ratio"] == 1.0 for row in agreement)  # fp32: fast == eager
     assert "3 new tokens per sample" in result["note"]
     assert "weight bs=1" in capsys.readouterr().out
 
