@@ -68,7 +68,11 @@ def main(argv: list[str]) -> int:
     try:
         batches = tuple(int(b) for b in args.batch_sizes.split(",")) if args.batch_sizes else None
     except ValueError:
-        parser.error(f"--batch-sizes: expected comma-separated integers such as 1,8,32, got {args.batch_sizes!r}")
+        batches = (0,)
+    if batches is not None and min(batches) < 1:
+        parser.error(f"--batch-sizes: expected comma-separated positive integers such as 1,8,32, got {args.batch_sizes!r}")
+    if args.tokens is not None and args.tokens < 1:
+        parser.error(f"--tokens: expected a positive number of new tokens, got {args.tokens}")
     options = {"model_args": args.model_args, "random_init": args.random_init, "device": args.device,
                "batches": batches, "tokens": args.tokens}
     results = []

@@ -33,6 +33,10 @@ def test_bench_rejects_bad_arguments_naming_the_valid_values(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--only", "generation,speed"])
     assert "valid values: generation, self_bleu, sandbox, sweep, startup" in capsys.readouterr().err
+    for bad in ("1,eight", "0,8"):
+        with pytest.raises(SystemExit):
+            bench.main(["--batch-sizes", bad])
+        assert "--batch-sizes: expected comma-separated positive integers" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        bench.main(["--batch-sizes", "1,eight"])
-    assert "--batch-sizes" in capsys.readouterr().err
+        bench.main(["--tokens", "0"])
+    assert "--tokens: expected a positive number" in capsys.readouterr().err

@@ -76,8 +76,6 @@ class NoiseState:
             else:  # a decode step (cache layouts with 4D masks): every token is a real one
                 real = None
             self.positions = position_ids if real is None else torch.where(real, position_ids, -1)
-        self._pos_hash = self._mask = None
-        self.shared = {}
         if self.config.noise_schedule != "constant":
             # The forward whose last token sits at position p produces generated token p + 1 - prompt_len.
             step = self.positions[:, -1:] + 1 - self.prompt_lens[:, None]
@@ -86,8 +84,10 @@ class NoiseState:
 
     def end_forward(self, width: int) -> None:
         self.prefilled = True
+        # Per-forward caches end with their forward: the next one starts clean, and a compiled step
+        # returns no extra tensors.
         self._pos_hash = self._mask = None
-        self.shared = {}  # nothing of this forward outlives it (a compiled step returns no extra tensors)
+        self.shared = {}
         if self.counting:
             self.col.add_(width)
 
