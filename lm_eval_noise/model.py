@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import normalize_gen_kwargs
 from transformers import LogitsProcessorList
 
 from lm_eval_noise.noise import NoiseConfig, NoiseConfigError, NoiseRuntime, NoiseState
@@ -102,8 +103,7 @@ class HFNoisyLM(HFLM):
         self._quantization = _bnb_config(
             _as_bool("load_in_8bit", load_in_8bit), _as_bool("load_in_4bit", load_in_4bit), kwargs
         )
-        if config.temperature_compensation == "auto" and not self.seeded_sampling:
-            raise NoiseConfigError("temperature_compensation=auto samples at T* itself; it needs seeded_sampling=true")
+        self._check_compensation(config)
         super().__init__(pretrained=pretrained, **kwargs)
         if self.backend == "seq2seq" and (config.active or self.seeded_sampling):
             if config.active:
@@ -122,12 +122,17 @@ class HFNoisyLM(HFLM):
     def set_noise(self, config: NoiseConfig | None = None, **noise_args: Any) -> None:
         """Switch the noise configuration in place (no weight reload), e.g. between sweep methods."""
         config = config if config is not None else NoiseConfig.from_args(**noise_args)
+        self._check_compensation(config)
         self._refuse_cache(getattr(self, "cache_hook", None), config)
         self.noise_config = config
         self.noise = NoiseRuntime(self.model, config)
         if self.fast_decode and getattr(self.model, "_compiled_call", None) is not None:
             # New hooks mean a new decode graph: start afresh rather than pile recompiles up to dynamo's limit.
             torch._dynamo.reset()
+
+    def _check_compensation(self, config: NoiseConfig) -> None:
+        if config.temperature_compensation == "auto" and not self.seeded_sampling:
+            raise NoiseConfigError("temperature_compensation=auto samples at T* itself; it needs seeded_sampling=true")
 
     def _create_model(self, *args: Any, quantization_config: Any = None, **kwargs: Any) -> None:
         super()._create_model(*args, quantization_config=self._quantization or quantization_config, **kwargs)
@@ -167,9 +172,10 @@ class HFNoisyLM(HFLM):
     def _needs_seeding(self, requests) -> bool:
         if self.noise_config.active:
             return True
-        default = bool(self.model.generation_config.do_sample)
+        # Decided on the kwargs as lm-eval normalises them (temperature > 0 alone means sampling).
         return self.seeded_sampling and any(
-            is_sampling(r.args[1].get("do_sample"), r.args[1].get("temperature"), default) for r in requests
+            is_sampling(kwargs["do_sample"], kwargs.get("temperature"))
+            for kwargs in (normalize_gen_kwargs(r.args[1], self.max_gen_toks) for r in requests)
         )
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
@@ -270,9 +276,7 @@ class HFNoisyLM(HFLM):
 
     def _generate(self, context, mask, seeds, max_new, stop, sampling_args, generation_kwargs):
         config = self.noise_config
-        defaults = self.model.generation_config
-        temperature = sampling_args["temperature"]
-        sampling = self.seeded_sampling and is_sampling(sampling_args["do_sample"], temperature, bool(defaults.do_sample))
+        sampling = self.seeded_sampling and is_sampling(sampling_args["do_sample"], sampling_args["temperature"])
         # Seeded sampling draws tokens itself (SeededSampler), so transformers decodes greedily.
         passthrough = (
             {"do_sample": False}
@@ -293,7 +297,7 @@ class HFNoisyLM(HFLM):
                 temperatures = t_star(t_base, record_alpha)
                 sampling = True
             else:
-                temperatures = torch.full((len(seeds),), float(t_base or 1.0))
+                temperatures = torch.full((len(seeds),), float(t_base or 1.0), device=seeds.device)
             # A copy: in the per-sample loop every row shares generation_kwargs.
             processors = LogitsProcessorList(generation_kwargs.get("logits_processor") or [])
             if sampling:

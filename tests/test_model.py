@@ -279,6 +279,38 @@ def test_switching_noise_on_under_a_cache_is_refused(tiny_model, tmp_path):
         lm.set_noise(noise="embedding", noise_scale=0.1)
 
 
+def test_switching_to_compensation_without_seeded_sampling_is_refused(tiny_model):
+    from lm_eval_noise.model import HFNoisyLM
+
+    lm = HFNoisyLM(pretrained=tiny_model, device="cpu", dtype="float32", seeded_sampling=False)
+    with pytest.raises(NoiseConfigError, match="needs seeded_sampling=true"):
+        lm.set_noise(noise="embedding", noise_scale=0.1, temperature_compensation="auto")
+
+
+def test_temperature_alone_samples_from_seeded_streams(tiny_model):
+    """lm-eval samples when a request sets only temperature > 0; those draws are seeded and batch-invariant too."""
+    import torch
+    from lm_eval.api.instance import Instance
+
+    from lm_eval_noise.model import HFNoisyLM
+
+    prompts = ["Once upon a time", "The robot", "A cat sat", "In the garden"]
+
+    def run(batch_size: int, global_seed: int) -> list[str]:
+        torch.manual_seed(global_seed)  # must not matter
+        lm = HFNoisyLM(pretrained=tiny_model, device="cpu", dtype="float32", batch_size=batch_size)
+        requests = [
+            Instance("generate_until", {"prompt": p}, (p, {"until": ["\n"], "max_gen_toks": 12, "temperature": 1.0}),
+                     0, metadata=("t", i, 2))
+            for i, p in enumerate(prompts) for _ in range(2)
+        ]
+        return lm.generate_until(requests, disable_tqdm=True)
+
+    one, three = run(1, 0), run(3, 1)
+    assert one == three
+    assert any(one[2 * i] != one[2 * i + 1] for i in range(len(prompts)))  # the two repeats are two draws
+
+
 @pytest.mark.parametrize(
     "model_args,needle",
     [

@@ -174,6 +174,24 @@ def test_structured_injection_positions(model, positions, first_k):
         assert prefill_noisy[:, :3].all() and not prefill_noisy[:, 3:].any() and not any(decode_noisy)
 
 
+@pytest.mark.parametrize("kind", ["activation", "lm_head", "hidden"])
+def test_structured_injection_reaches_every_hooked_type(model, kind):
+    """The prompt forward is clean under noise_positions=generated and noisy under prompt, also in combinations."""
+    ids = _ids(model, batch=2, width=6)
+    with torch.no_grad():
+        clean = model(input_ids=ids).logits
+        for positions in ("generated", "prompt"):
+            config = NoiseConfig.from_args(noise=f"embedding+{kind}", noise_scale=0.1, noise_positions=positions,
+                                           **({"noise_layer": 1} if kind == "hidden" else {}))
+            with NoiseRuntime(model, config).attached(_state(config, batch=2, width=6)):
+                noisy = model(input_ids=ids).logits
+            assert torch.equal(noisy, clean) == (positions == "generated")
+        config = NoiseConfig.from_args(noise=kind, noise_scale=0.1, noise_positions="generated",
+                                       **({"noise_layer": 1} if kind == "hidden" else {}))
+        with NoiseRuntime(model, config).attached(_state(config, batch=2, width=6)):
+            assert torch.equal(model(input_ids=ids).logits, clean)
+
+
 def _decode_ids(model, seen):
     """Token ids of each decode step, recovered by nearest embedding row (exact for clean rows)."""
     weight = model.get_input_embeddings().weight
@@ -390,6 +408,8 @@ def test_schedule_sigma_reaches_decode_steps(model):
         ({"noise": "embedding", "embed_norm": "row"}, "vocab, input"),
         ({"noise": "activation", "noise_targets": "attn"}, "valid groups"),
         ({"noise": "embedding", "t_base": 0.7}, "temperature_compensation=auto"),
+        ({"noise": "weight", "noise_positions": "prompt"}, "embedding, activation, hidden, lm_head"),
+        ({"noise": "activation", "noise_scope": "per_sequence"}, "noise_scope applies to noise=embedding"),
     ],
 )
 def test_bad_config_names_argument_and_valid_values(args, needle):

@@ -8,7 +8,7 @@ from torch.utils.hooks import RemovableHandle
 
 from lm_eval_noise.noise.base import add_relative_noise
 from lm_eval_noise.noise.config import NoiseConfig
-from lm_eval_noise.noise.counter import normal, row_keys, site_id
+from lm_eval_noise.noise.counter import normal, site_id
 from lm_eval_noise.noise.state import NoiseState
 from lm_eval_noise.noise.targets import select_linear
 
@@ -32,11 +32,12 @@ class ActivationNoise:
         for name, module in self.modules.items():
             widths.setdefault(_in_features(module), []).append(name)
         # Sites grouped by input width, so each group's noise is drawn at exactly its size.
-        self.groups = [(size, names, torch.tensor([self.sites[n] for n in names], dtype=torch.int64))
-                       for size, names in widths.items()]
+        self.groups = [(size, names, tuple(self.sites[n] for n in names)) for size, names in widths.items()]
         self.elements = sum(size * len(names) for size, names in widths.items())
 
     def attach(self, state: NoiseState) -> list[RemovableHandle]:
+        for _, _, sites in self.groups:
+            state.site_keys(sites)  # now, outside any compiled step, so decode steps only read them
         return [module.register_forward_pre_hook(self._make_hook(state, name)) for name, module in self.modules.items()]
 
     def _all_sites(self, state: NoiseState, dtype: torch.dtype) -> dict[str, torch.Tensor] | None:
@@ -47,9 +48,8 @@ class ActivationNoise:
             drawn = {}
             if batch * width * self.elements <= ALL_SITES_MAX:
                 factor = state.position_mask(width)[None, ..., None] * state.scale[None]  # [1, B, T, 1]
-                for size, names, ids in self.groups:
-                    keys = row_keys(state.seeds[None, :], ids.to(state.seeds.device)[:, None])
-                    keys = keys[:, :, None] ^ state.position_hash_for(width)[None]
+                for size, names, sites in self.groups:
+                    keys = state.site_keys(sites)[:, :, None] ^ state.position_hash_for(width)[None]
                     noise = (normal(keys, size, self.config.noise_dist) * factor).to(dtype)
                     drawn.update(zip(names, noise.unbind(0), strict=True))
             state.shared[self] = drawn

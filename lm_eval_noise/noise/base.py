@@ -36,7 +36,7 @@ def add_relative_noise(x: torch.Tensor, state: NoiseState, site: int, noise: tor
                        share_std: bool = False) -> torch.Tensor:
     """x + eps * sigma * std(x over features), std per token so padding and batch-mates never matter.
 
-    `noise`: this site's scaled_token_noise already drawn for the whole forward ([B, T, >= d]), if any.
+    `noise`: this site's scaled_token_noise already drawn for the whole forward ([B, T, d]), if any.
     `share_std`: reuse the std of the previous call when it got the very same tensor (q/k/v and gate/up
     projections read one input). At most two tensor ops per call: hooks on every Linear run this at
     every decode step."""
@@ -53,7 +53,7 @@ def add_relative_noise(x: torch.Tensor, state: NoiseState, site: int, noise: tor
     if noise is None:
         eps = scaled_token_noise(state, site, x.shape[1], x.shape[-1], x.dtype, x.device)
     else:
-        eps = (noise if noise.shape == x.shape else noise[:, -x.shape[1]:, : x.shape[-1]]).to(x.device, x.dtype)
+        eps = noise[:, -x.shape[1]:].to(x.device, x.dtype)  # the head may see only the last tokens
     last = state.shared.get("std") if share_std else None
     if last is not None and last[0] is source:
         std = last[1]

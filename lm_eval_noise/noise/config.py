@@ -15,8 +15,9 @@ DISTS = ("gaussian", "uniform")
 COMPENSATIONS = ("none", "auto")
 TARGET_KINDS = ("attention", "mlp", "lm_head")
 TARGET_DEPTHS = ("early", "middle", "late")
-# Types whose noise can differ per token position (structured injection applies to them).
-POSITIONAL_TYPES = ("embedding", "hidden")
+# Types whose noise can differ per token position (structured injection applies to them): all the
+# hooked ones, whose noise goes through one position mask; a weight draw has no positions.
+POSITIONAL_TYPES = ("embedding", "activation", "hidden", "lm_head")
 
 
 class NoiseConfigError(ValueError):
@@ -109,8 +110,12 @@ class NoiseConfig:
         positions = _choice("noise_positions", get("noise_positions") or "all", POSITIONS)
         if (first_k is not None or positions != "all") and kinds and not set(kinds) & set(POSITIONAL_TYPES):
             raise NoiseConfigError(
-                "noise_positions/noise_first_k apply to positional noise; use noise=embedding or noise=hidden"
+                "noise_positions/noise_first_k apply to positional noise; use noise="
+                f"{', '.join(POSITIONAL_TYPES)} (a weight draw has no positions)"
             )
+        scope = _choice("noise_scope", get("noise_scope") or "per_token", SCOPES)
+        if scope != "per_token" and kinds and "embedding" not in kinds:
+            raise NoiseConfigError("noise_scope applies to noise=embedding; the other types draw per token")
         schedule = _choice("noise_schedule", get("noise_schedule") or "constant", SCHEDULES)
         scale_end = get("noise_scale_end")
         if schedule != "constant" and scale_end is None:
@@ -120,7 +125,8 @@ class NoiseConfig:
         if schedule != "constant" and kinds == ["weight"]:
             raise NoiseConfigError("noise_schedule does not apply to noise=weight (one draw per sample)")
         scale = _float("noise_scale", get("noise_scale") or 0.0)
-        if schedule == "exp" and (scale == 0 or _float("noise_scale_end", scale_end) == 0):
+        scale_end = None if scale_end is None else _float("noise_scale_end", scale_end)
+        if schedule == "exp" and (scale == 0 or scale_end == 0):
             raise NoiseConfigError("noise_schedule=exp needs noise_scale > 0 and noise_scale_end > 0")
         targets = tuple(_split(get("noise_targets")))
         for item in targets:
@@ -136,7 +142,8 @@ class NoiseConfig:
         compensation = _choice("temperature_compensation", get("temperature_compensation") or "none", COMPENSATIONS)
         if t_base is not None and compensation != "auto":
             raise NoiseConfigError("t_base is only used with temperature_compensation=auto")
-        if t_base is not None and _float("t_base", t_base) <= 0:
+        t_base = None if t_base is None else _float("t_base", t_base)
+        if t_base is not None and t_base <= 0:
             raise NoiseConfigError(f"t_base={t_base!r} is out of range; expected a float > 0")
         if compensation == "auto" and (positions == "generated" or first_k == 0):
             raise NoiseConfigError(
@@ -146,18 +153,18 @@ class NoiseConfig:
         return cls(
             noise=tuple(kinds),
             noise_scale=scale,
-            noise_scope=_choice("noise_scope", get("noise_scope") or "per_token", SCOPES),
+            noise_scope=scope,
             noise_seed=_int("noise_seed", 0 if get("noise_seed") is None else get("noise_seed")),
             embed_norm=_choice("embed_norm", get("embed_norm") or "vocab", EMBED_NORMS),
             noise_positions=positions,
             noise_first_k=None if first_k is None else _int("noise_first_k", first_k),
             noise_schedule=schedule,
-            noise_scale_end=None if scale_end is None else _float("noise_scale_end", scale_end),
+            noise_scale_end=scale_end,
             noise_targets=targets,
             noise_layer=None if layer is None else _int("noise_layer", layer),
             noise_dist=_choice("noise_dist", get("noise_dist") or "gaussian", DISTS),
             temperature_compensation=compensation,
-            t_base=None if t_base is None else _float("t_base", t_base),
+            t_base=t_base,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def normal(keys: torch.Tensor, size: int, dist: str = "gaussian") -> torch.Tenso
     """Standard noise of shape keys.shape + (size,), one independent stream per key: the inverse normal
     CDF of one hash stream (one hash and one erfinv per value, a third of Box-Muller's tensor ops), or
     (dist="uniform") a uniform of equal std."""
-    u = _unit(mix32(keys[..., None] ^ index_hash(size, keys.device)))
+    u = uniform(keys, size)
     if dist == "uniform":
         return (u - 0.5) * math.sqrt(12.0)
     return torch.erfinv(u * 2.0 - 1.0) * math.sqrt(2.0)

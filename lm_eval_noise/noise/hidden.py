@@ -16,11 +16,11 @@ class HiddenNoise:
     """noise_layer=0 perturbs the embeddings' output; k>=1 the output of decoder layer k (1-based)."""
 
     def __init__(self, model: nn.Module, config: NoiseConfig):
-        depth = len(decoder_layers(model)[1])
+        layers = decoder_layers(model)[1]
         layer = config.noise_layer
-        if layer is None or not 0 <= layer <= depth:
-            raise NoiseConfigError(f"noise_layer={layer} is beyond the model's depth; valid values: 0..{depth}")
-        self.module = input_embeddings(model) if layer == 0 else decoder_layers(model)[1][layer - 1]
+        if layer is None or not 0 <= layer <= len(layers):
+            raise NoiseConfigError(f"noise_layer={layer} is beyond the model's depth; valid values: 0..{len(layers)}")
+        self.module = input_embeddings(model) if layer == 0 else layers[layer - 1]
         self.site = site_id(f"hidden:{layer}")
 
     def attach(self, state: NoiseState) -> list[RemovableHandle]:

@@ -29,7 +29,7 @@ class SeededSampler(LogitsProcessor):
 
     def __init__(self, seeds: torch.Tensor, temperature: torch.Tensor, prompt_width: int, truncation: list):
         self.keys = row_keys(seeds, SITE)
-        self.temperature = temperature.to(torch.float32)
+        self.temperature = temperature.to(seeds.device, torch.float32)
         self.prompt_width = prompt_width
         self.truncation = truncation
 
@@ -55,8 +55,6 @@ def t_star(t_base: float, alphas: torch.Tensor) -> torch.Tensor:
     return t_base * torch.sqrt(1.0 + alphas)
 
 
-def is_sampling(do_sample: bool | None, temperature: float | None, default_do_sample: bool) -> bool:
-    """Whether a request samples, following lm-eval's and transformers' defaults."""
-    if do_sample is None:
-        do_sample = default_do_sample and (temperature is None or temperature > 0)
+def is_sampling(do_sample: bool, temperature: float | None) -> bool:
+    """Whether lm-eval-normalised generation kwargs sample (a temperature of 0 decodes greedily)."""
     return bool(do_sample) and (temperature is None or temperature > 0)

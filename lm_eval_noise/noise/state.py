@@ -53,7 +53,7 @@ class NoiseState:
         # Set at prefill by embedding noise with embed_norm=input: per-row mean prompt-embedding norm.
         self.input_norm: torch.Tensor | None = None
         # Per-call and per-forward caches: every injection site of a forward shares them.
-        self._site_keys: dict[int, torch.Tensor] = {}
+        self._site_keys: dict[int | tuple[int, ...], torch.Tensor] = {}
         self._pos_hash: torch.Tensor | None = None
         self._mask: torch.Tensor | None = None
         # Per-forward scratch space for injectors that serve all their sites from one computation.
@@ -93,26 +93,31 @@ class NoiseState:
 
     def positions_for(self, width: int) -> torch.Tensor:
         """Positions of the last `width` tokens of the current forward (lm_head may see only the last)."""
-        return self.positions[:, -width:] if width <= self.positions.shape[1] else self.positions
+        return self.positions[:, -width:]
 
-    def site_keys(self, site: int) -> torch.Tensor:
-        """Row keys [B] of one injection site (computed once per call)."""
+    def site_keys(self, site: int | tuple[int, ...]) -> torch.Tensor:
+        """Row keys of one injection site [B], or of a group of sites [S, B] (computed once per call)."""
         keys = self._site_keys.get(site)
         if keys is None:
-            keys = self._site_keys[site] = row_keys(self.seeds, site)
+            if isinstance(site, tuple):
+                ids = torch.tensor(site, dtype=torch.int64, device=self.seeds.device)
+                keys = row_keys(self.seeds[None, :], ids[:, None])
+            else:
+                keys = row_keys(self.seeds, site)
+            self._site_keys[site] = keys
         return keys
 
     def position_hash_for(self, width: int) -> torch.Tensor:
         """position_hash of the last `width` tokens of the current forward (computed once per forward)."""
         if self._pos_hash is None:
             self._pos_hash = position_hash(self.positions)
-        return self._pos_hash[:, -width:] if width <= self._pos_hash.shape[1] else self._pos_hash
+        return self._pos_hash[:, -width:]
 
     def position_mask(self, width: int) -> torch.Tensor:
         """[B, width] float mask: 1 where structured injection puts noise, 0 on padding and skipped positions."""
         if self._mask is None:
             self._mask = self._build_mask()
-        return self._mask[:, -width:] if width <= self._mask.shape[1] else self._mask
+        return self._mask[:, -width:]
 
     def _build_mask(self) -> torch.Tensor:
         pos = self.positions

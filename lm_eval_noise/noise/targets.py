@@ -30,10 +30,15 @@ def decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
     return best
 
 
+def optional_module(model: nn.Module, getter: str) -> nn.Module | None:
+    """model.get_input_embeddings() / get_output_embeddings(), or None where the model has none."""
+    get = getattr(model, getter, None)
+    return get() if callable(get) else None
+
+
 def input_embeddings(model: nn.Module) -> nn.Module:
     """The token-embedding module, or a clear error for models without one."""
-    get = getattr(model, "get_input_embeddings", None)
-    module = get() if callable(get) else None
+    module = optional_module(model, "get_input_embeddings")
     if module is None:
         raise NoiseConfigError(
             f"noise=embedding needs a model with an input embedding; {type(model).__name__} has none "
@@ -44,8 +49,7 @@ def input_embeddings(model: nn.Module) -> nn.Module:
 
 def output_head(model: nn.Module) -> nn.Module:
     """The LM head (output embeddings)."""
-    get = getattr(model, "get_output_embeddings", None)
-    module = get() if callable(get) else None
+    module = optional_module(model, "get_output_embeddings")
     if module is None:
         raise NoiseConfigError(f"noise=lm_head needs a model with an LM head; {type(model).__name__} has none")
     return module
@@ -84,8 +88,7 @@ def select_linear(model: nn.Module, targets: tuple[str, ...]) -> dict[str, nn.Mo
 
     Default: every Linear layer, the LM head included unless its weight is tied to the embeddings.
     """
-    get_head = getattr(model, "get_output_embeddings", None)
-    head = get_head() if callable(get_head) else None
+    head = optional_module(model, "get_output_embeddings")
     stack_name, stack = decoder_layers(model)
     kinds = [t for t in targets if t in TARGET_KINDS]
     depths = [t for t in targets if t in TARGET_DEPTHS]

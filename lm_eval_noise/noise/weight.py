@@ -20,7 +20,7 @@ from torch import nn
 
 from lm_eval_noise.noise.config import NoiseConfig, NoiseConfigError
 from lm_eval_noise.noise.counter import index_hash, mix32, row_keys, site_id
-from lm_eval_noise.noise.targets import select_linear, weight_std
+from lm_eval_noise.noise.targets import optional_module, select_linear, weight_std
 
 # Elements of noise generated at once: bounds extra accelerator memory to a few tens of MB.
 CHUNK = 1 << 21
@@ -33,7 +33,7 @@ class WeightNoise:
         self.config = config
         self.params: dict[str, torch.Tensor] = {}
         seen: set[int] = set()
-        embedding = getattr(model, "get_input_embeddings", lambda: None)()
+        embedding = optional_module(model, "get_input_embeddings")
         for name, module in select_linear(model, config.noise_targets).items():
             weight = module.weight
             if embedding is not None and weight is embedding.weight:
