@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import datasets
 
+from lm_eval_noise.execution.loaders import iter_jsonl
+
 
 def read_jsonl(path: str | Path) -> datasets.Dataset:
     """A local JSONL file as a Dataset (no cache, no network)."""
-    text = Path(path).expanduser().read_text(encoding="utf-8")
-    return datasets.Dataset.from_list([json.loads(line) for line in text.splitlines() if line.strip()])
+    return datasets.Dataset.from_list(list(iter_jsonl(path)))
 
 
 def jsonl_splits(**splits: str | Path) -> datasets.DatasetDict:

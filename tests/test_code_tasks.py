@@ -331,3 +331,13 @@ def test_e2e_cli(tiny_model, tmp_path):
     out = proc.stdout
     for metric in E2E_METRICS:
         assert metric in out, out[-2000:]
+
+
+def test_apps_prompt_format_follows_the_parsed_tests():
+    """A dict or a string `input_output` with fn_name gets the call-based prompt, as apps_job runs it."""
+    from lm_eval_noise.execution.loaders import apps_prompt
+
+    call = {"fn_name": "f", "inputs": [[1]], "outputs": [1]}
+    for io in (call, json.dumps(call)):
+        assert "Use Call-Based format" in apps_prompt({"question": "q", "input_output": io})
+    assert "Use Standard Input format" in apps_prompt({"question": "q", "input_output": '{"inputs": ["1"], "outputs": ["1"]}'})

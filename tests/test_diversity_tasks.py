@@ -406,3 +406,16 @@ def test_e2e_authoring_example(e2e_results):
     for metric in ("distinct_2", "self_bleu"):
         assert math.isfinite(row[f"{metric},{FILTER}"])
     assert all([len(r) for r in s["filtered_resps"]] == [5] for s in e2e_results["samples"]["poem_diversity"])
+
+
+def test_read_jsonl_names_the_file_and_line_of_a_bad_row(tmp_path):
+    from lm_eval_noise.task_utils import read_jsonl
+
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"a": 1}\n\n{"a": 2}\n')
+    assert read_jsonl(good)["a"] == [1, 2]
+    for name, second in (("broken.jsonl", "{oops"), ("scalar.jsonl", "123")):
+        path = tmp_path / name
+        path.write_text('{"a": 1}\n' + second + "\n")
+        with pytest.raises(ValueError, match=rf"{name}:2: not a JSON object"):
+            read_jsonl(path)

@@ -171,6 +171,7 @@ def test_method_slug_is_file_name_safe():
         ("self_bleu", LOWER),
         ("self_bleu,all_samples", LOWER),
         ("self_bleu_multi_ref", LOWER),
+        ("docstring_self_bleu,all_samples", LOWER),  # problem_generation's prefixed metric
         ("perplexity", LOWER),
         ("word_perplexity,none", LOWER),
         ("clean_ppl", LOWER),

@@ -328,3 +328,15 @@ def test_bad_arguments_are_named():
         detect_isolation("chroot")
     with pytest.raises(ValueError, match="workers"):
         Sandbox(workers=0)
+
+
+def test_uid_slots_never_hand_out_a_live_uid_twice():
+    from lm_eval_noise.execution.sandbox import _UidSlots
+
+    slots = _UidSlots()
+    uids = [slots.acquire() for _ in range(256)]
+    assert len(set(uids)) == 256
+    with pytest.raises(RuntimeError, match="more than 256 sandbox servers"):
+        slots.acquire()
+    slots.release(uids[100])
+    assert slots.acquire() == uids[100]

@@ -66,7 +66,7 @@ def apps_tests(row: dict) -> dict:
 
 def apps_prompt(row: dict) -> str:
     """The APPS paper's prompt (as in the bigcode harness's APPS task)."""
-    call_based = '"fn_name"' in (row.get("input_output") or "")
+    call_based = bool(apps_tests(row).get("fn_name"))  # the same test as apps_job's
     fmt = "\nUse Call-Based format\n" if call_based else "\nUse Standard Input format\n"
     return "\nQUESTION:\n" + row["question"] + "\n" + (row.get("starter_code") or "") + "\n" + fmt + "\nANSWER:\n"
 
@@ -117,10 +117,14 @@ def problems_for(dataset: str, apps_path: str | None = None) -> tuple[dict[str, 
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterable[dict]:
-    with open(path) as f:
+    """The JSON objects of a JSONL file; a bad line is an error naming the file and line."""
+    with open(os.path.expanduser(path), encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if line.strip():
                 try:
-                    yield json.loads(line)
+                    row = json.loads(line)
                 except ValueError as exc:
                     raise ValueError(f"{path}:{n}: not a JSON object: {exc}") from None
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}:{n}: not a JSON object: {type(row).__name__}")
+                yield row

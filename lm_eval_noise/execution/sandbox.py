@@ -278,8 +278,10 @@ class _UidSlots:
     def acquire(self) -> int:
         with self._lock:
             slot = next(i for i in range(len(self._busy) + 1) if i not in self._busy)
+            if slot >= 256:  # the process's uid range; a wrapped slot would share a live server's uid
+                raise RuntimeError("more than 256 sandbox servers are alive in this process; use fewer workers")
             self._busy.add(slot)
-        return self._base() + slot % 256  # Sandbox caps workers at 256
+        return self._base() + slot
 
     def release(self, uid: int) -> None:
         with self._lock:

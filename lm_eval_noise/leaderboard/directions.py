@@ -14,7 +14,7 @@ import re
 HIGHER, LOWER, NEUTRAL = 1, -1, 0
 
 _LOWER = re.compile(
-    r"^(self[_-]?bleu.*|.*perplexity.*|(.*_)?ppl(_.*)?|bits_per_byte|(.*_)?loss|(.*_)?nll|ter|wer|cer)$",
+    r"^((.*_)?self[_-]?bleu.*|.*perplexity.*|(.*_)?ppl(_.*)?|bits_per_byte|(.*_)?loss|(.*_)?nll|ter|wer|cer)$",
     re.IGNORECASE,
 )
 _NEUTRAL = re.compile(r"^((mean|avg|average)_)?(len|length|num_tokens|gen_len)(_.*)?$", re.IGNORECASE)
