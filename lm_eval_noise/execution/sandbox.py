@@ -49,7 +49,7 @@ import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -149,13 +149,6 @@ class ExecResult:
     @property
     def compiled(self) -> bool:
         return self.reason != "syntax_error"
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["passed"] = self.passed
-        if not out["extra"]:
-            del out["extra"]
-        return out
 
 
 # ----------------------------------------------------------------------------------------- jobs
