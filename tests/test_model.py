@@ -123,16 +123,61 @@ FAST_NOISE = ("noise=embedding+activation+hidden+lm_head,noise_layer=1,noise_sca
 
 
 @pytest.fixture
-def dynamo():
-    """Fresh torch.compile state that raises on any recompilation; yields dynamo's counters."""
-    import torch._dynamo
-    from torch._dynamo.utils import counters
+def fresh_compile():
+    """Fresh torch.compile state (public API), also afterwards."""
+    import torch
 
-    torch._dynamo.reset()
-    counters.clear()
-    with torch._dynamo.config.patch(error_on_recompile=True):
-        yield counters
-    torch._dynamo.reset()
+    torch.compiler.reset()
+    yield
+    torch.compiler.reset()
+
+
+def _cache_tensors() -> set[int]:
+    """Storage addresses of every tensor held by a live transformers KV cache (found by walking the
+    cache objects, so the check does not depend on how a transformers release names their fields)."""
+    import gc
+    import weakref
+
+    import torch
+    from transformers import Cache
+
+    found: set[int] = set()
+    seen: set[int] = set()
+
+    def walk(obj, depth: int) -> None:
+        if depth > 8 or id(obj) in seen or type(obj) in weakref.ProxyTypes:
+            return
+        seen.add(id(obj))
+        if issubclass(type(obj), torch.Tensor):
+            found.add(obj.untyped_storage().data_ptr())
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                walk(item, depth + 1)
+        elif isinstance(obj, dict):
+            for item in obj.values():
+                walk(item, depth + 1)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            for item in vars(obj).values():
+                walk(item, depth + 1)
+
+    for obj in gc.get_objects():
+        if issubclass(type(obj), Cache):  # type(), not isinstance: a dead weak proxy raises on isinstance
+            walk(obj, 0)
+    return found
+
+
+def _mutated_inputs(graph, example_inputs) -> list:
+    """The graph inputs that an in-place op (a name ending in one underscore, e.g. index_copy_) writes to."""
+    placeholders = [n for n in graph.graph.nodes if n.op == "placeholder"]
+    by_name = dict(zip((n.name for n in placeholders), example_inputs))
+    mutated = []
+    for node in graph.graph.nodes:
+        target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+        if node.op in ("call_method", "call_function") and target.endswith("_") and not target.startswith("_"):
+            written = node.args[0] if node.args else None
+            if getattr(written, "op", None) == "placeholder":
+                mutated.append(by_name[written.name])
+    return mutated
 
 
 def _no_fallback(caplog) -> bool:
@@ -145,41 +190,46 @@ def _no_fallback(caplog) -> bool:
     (EMBED + ",noise_first_k=3", "noise_demo_sampled", 3),
     ("noise=weight,noise_scale=0.05,noise_targets=mlp", "noise_demo", 2),
 ])
-def test_fast_decode_traces_noise_into_the_decode_graph(evaluate, dynamo, monkeypatch, caplog, noise, task, batch_size):
-    """Dynamo traces the decode step with the hooks inside: no graph break, no recompile per token, no
-    input mutated but the KV cache (so CUDA graphs stay possible), and the eager samples. The graphs run
-    as traced, without C++ code generation."""
-    graphs = []
+def test_fast_decode_traces_noise_into_the_decode_graph(evaluate, fresh_compile, monkeypatch, caplog, noise, task,
+                                                        batch_size):
+    """Dynamo traces the decode step with the hooks inside: no graph break (fullgraph), no recompile per
+    token (a recompile raises), no input written in place but the KV cache (so CUDA graphs stay
+    possible), and the eager samples. The graphs run as traced, without C++ code generation."""
+    mutated_cache, mutated_other, compiles = [], [], []
 
     def record(graph, example_inputs, **_):
-        graphs.append(graph)
+        compiles.append(graph)
+        cache = _cache_tensors()
+        for tensor in _mutated_inputs(graph, example_inputs):
+            in_cache = tensor.untyped_storage().data_ptr() in cache
+            (mutated_cache if in_cache else mutated_other).append(tuple(tensor.shape))
         return graph.forward
 
     monkeypatch.setitem(FAST_DECODE_COMPILE, "backend", record)
+    monkeypatch.setitem(FAST_DECODE_COMPILE, "fullgraph", True)  # a graph break raises -> fallback -> fails
     eager, _ = evaluate(noise, tasks=(task,), batch_size=batch_size, limit=3)
     fast, _ = evaluate(noise + ",fast_decode=true", tasks=(task,), batch_size=batch_size, limit=3)
     assert fast == eager
-    assert graphs and not dynamo["graph_break"]
     assert _no_fallback(caplog)
-    for graph in graphs:
-        inputs = {n.name for n in graph.graph.nodes if n.op == "placeholder"}
-        mutated = {str(n.args[0]) for n in graph.graph.nodes
-                   if n.op == "call_method" and n.target.endswith("_") and not n.target.startswith("_")}
-        assert {name for name in mutated & inputs if "past_key_values" not in name} == set()
+    # One graph for the decode step and one for the pre-forward hook; a recompile per token would be dozens.
+    assert len(compiles) <= 3, f"{len(compiles)} compiles"
+    assert mutated_cache, "the decode step should write its KV cache in place"
+    assert mutated_other == []
 
 
 @pytest.mark.slow
-def test_fast_decode_compiled_gives_the_eager_samples(evaluate, dynamo, caplog):
+def test_fast_decode_compiled_gives_the_eager_samples(evaluate, fresh_compile, monkeypatch, tmp_path, caplog):
     """The real compile (inductor) of the noisy decode step samples exactly what eager decoding does (fp32)."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # inductor's documented cache location
     eager, _ = evaluate(FAST_NOISE, tasks=("noise_demo_sampled",), batch_size=2, limit=2)
     fast, _ = evaluate(FAST_NOISE + ",fast_decode=true", tasks=("noise_demo_sampled",), batch_size=2, limit=2)
     clean, _ = evaluate("", tasks=("noise_demo_sampled",), batch_size=2, limit=2)
     assert fast == eager != clean
-    assert dynamo["inductor"]["fxgraph_cache_miss"] + dynamo["inductor"]["fxgraph_cache_hit"] >= 1
+    assert any(tmp_path.rglob("*.py")), "inductor wrote no generated code: nothing was compiled"
     assert _no_fallback(caplog)
 
 
-def test_fast_decode_falls_back_to_eager_with_one_warning(evaluate, dynamo, monkeypatch, caplog):
+def test_fast_decode_falls_back_to_eager_with_one_warning(evaluate, fresh_compile, monkeypatch, caplog):
     monkeypatch.setitem(FAST_DECODE_COMPILE, "backend", "no_such_backend")
     eager, _ = evaluate(EMBED, batch_size=2, limit=2)
     with caplog.at_level(logging.WARNING):
