@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import difflib
 import inspect
 import json
@@ -18,14 +17,14 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import normalize_gen_kwargs
 from transformers import LogitsProcessorList
 
-from lm_eval_noise.noise import NoiseConfig, NoiseConfigError, NoiseRuntime, NoiseState
+from lm_eval_noise.noise import NOISE_ARGS, NoiseConfig, NoiseConfigError, NoiseRuntime, NoiseState
 from lm_eval_noise.noise.sampling import SeededSampler, alpha, is_sampling, t_star, warpers
+from lm_eval_noise.pretrained import missing_local_path
 from lm_eval_noise.provenance import provenance
 from lm_eval_noise.seeding import request_seeds
 
 log = logging.getLogger(__name__)
 
-NOISE_ARGS = tuple(f.name for f in dataclasses.fields(NoiseConfig))
 _SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "min_p")
 # torch.compile settings of fast_decode's decode step. Static shapes: a step compiles once per batch
 # shape (the static cache only grows, and lm-eval sends the longest prompts first).
@@ -104,6 +103,8 @@ class HFNoisyLM(HFLM):
             _as_bool("load_in_8bit", load_in_8bit), _as_bool("load_in_4bit", load_in_4bit), kwargs
         )
         self._check_compensation(config)
+        if problem := missing_local_path(pretrained):
+            raise NoiseConfigError(problem)
         super().__init__(pretrained=pretrained, **kwargs)
         if self.backend == "seq2seq" and (config.active or self.seeded_sampling):
             if config.active:
@@ -178,7 +179,41 @@ class HFNoisyLM(HFLM):
             for kwargs in (normalize_gen_kwargs(r.args[1], self.max_gen_toks) for r in requests)
         )
 
+    def _check_requests(self, requests) -> None:
+        """Refuse or fit what would otherwise fail mid-run or be mislabelled, before the first batch."""
+        config = self.noise_config
+        kwargs_of = {id(r.args[1]): r.args[1] for r in requests}
+        normalised = {key: normalize_gen_kwargs(kw, self.max_gen_toks) for key, kw in kwargs_of.items()}
+        if config.active and config.temperature_compensation == "auto" and config.t_base is None and any(
+            not is_sampling(kw["do_sample"], kw.get("temperature")) for kw in normalised.values()
+        ):
+            raise NoiseConfigError(
+                "temperature_compensation=auto on a greedy task needs t_base=T, the base temperature that "
+                "T* = T*sqrt(1+alpha) scales (e.g. t_base=0.8); sampling tasks use their own temperature"
+            )
+        if self.backend != "causal":
+            return
+        too_long = {key: kw["max_gen_toks"] for key, kw in normalised.items() if kw["max_gen_toks"] >= self.max_length}
+        if not too_long:
+            return
+        # lm-eval would stop here with an assertion; fit the generation to what the prompts leave.
+        longest = max(len(self.tok_encode(r.args[0])) for r in requests)
+        room = self.max_length - longest
+        asked = max(too_long.values())
+        if room < 1:
+            raise NoiseConfigError(
+                f"max_gen_toks={asked} does not fit: the model's maximum length is {self.max_length} tokens and the "
+                f"longest prompt alone has {longest}; pass a model with a longer context or max_length= in model_args"
+            )
+        log.warning("hf-noisy: max_gen_toks=%d does not fit the model's maximum length (%d tokens); generating at "
+                    "most %d tokens (the room the longest prompt, %d tokens, leaves)", asked, self.max_length, room,
+                    longest)
+        for key in too_long:
+            kwargs_of[key]["max_gen_toks"] = room
+
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        if requests:
+            self._check_requests(requests)
         seeded = bool(requests) and self._needs_seeding(requests)
         if not seeded and not self.clean_ppl:
             return super().generate_until(requests, disable_tqdm=disable_tqdm)

@@ -370,9 +370,11 @@ def test_temperature_alone_samples_from_seeded_streams(tiny_model):
         ("noise=embedding,noise_scope=wide", "per_token, per_sequence"),
         ("noise=embedding,noise_scael=0.1", "did you mean noise_scale"),
         ("noise=embedding,temperature_compensaton=auto", "did you mean temperature_compensation"),
-        ("noise=embedding,temperature_compensation=auto,seeded_sampling=false", "needs seeded_sampling=true"),
+        ("noise=embedding,noise_scale=0.1,temperature_compensation=auto,seeded_sampling=false", "needs seeded_sampling=true"),
         ("load_in_8bit=true,load_in_4bit=true", "exclusive"),
         ("bnb_4bit_quant_type=nf4", "need load_in_4bit=true or load_in_8bit=true"),
+        ("noise=embedding", "noise=embedding needs noise_scale=SIGMA"),
+        ("noise=activation+lm_head,noise_seed=3", "noise=activation\\+lm_head needs noise_scale"),
     ],
 )
 def test_bad_input_fails_before_weights_load(model_args, needle):
@@ -381,3 +383,45 @@ def test_bad_input_fails_before_weights_load(model_args, needle):
     args = dict(kv.split("=") for kv in model_args.split(","))
     with pytest.raises(NoiseConfigError, match=needle):
         HFNoisyLM(pretrained="/nonexistent/model", **args)  # a load attempt would raise OSError instead
+
+
+def test_zero_noise_scale_stays_the_explicit_control():
+    from lm_eval_noise.noise import NoiseConfig
+
+    assert not NoiseConfig.from_args(noise="embedding", noise_scale=0).active
+    assert not NoiseConfig.from_args(noise="embedding", noise_scale="0").active
+
+
+@pytest.mark.parametrize("path", ["/path/that/does/not/exist", "./no/such/model", "~/no-such-model-folder"])
+def test_missing_local_model_folder_is_named_before_loading(path):
+    from lm_eval_noise.model import HFNoisyLM
+
+    with pytest.raises(NoiseConfigError, match="no such local folder"):
+        HFNoisyLM(pretrained=path)
+
+
+def test_max_gen_toks_beyond_the_context_is_fitted_with_one_warning(evaluate, caplog):
+    """lm-eval stops with an assertion when max_gen_toks >= the model's length; hf-noisy generates what fits."""
+    with caplog.at_level(logging.WARNING):
+        samples, results = evaluate(EMBED + ",max_length=48", toks=48, limit=1)
+    warnings = [r.getMessage() for r in caplog.records if "does not fit the model's maximum length" in r.getMessage()]
+    assert len(warnings) == 1 and "max_gen_toks=48" in warnings[0] and "(48 tokens)" in warnings[0]
+    sample = results["samples"]["noise_demo"][0]
+    room = sample["arguments"][0][1]["max_gen_toks"]  # the fitted value is the one logged
+    assert 0 < room < 48
+    assert len(samples["noise_demo"][0]) == 4
+
+
+def test_prompt_that_fills_the_context_is_an_error_naming_max_gen_toks(evaluate):
+    with pytest.raises(NoiseConfigError, match=r"max_gen_toks=8 does not fit: the model's maximum length is 3"):
+        evaluate(EMBED + ",max_length=3", toks=8, limit=1)
+
+
+def test_compensation_on_a_greedy_task_needs_t_base(evaluate):
+    """Never label an uncompensated run as compensated: greedy + auto without t_base is refused."""
+    args = "noise=embedding,noise_scale=0.1,temperature_compensation=auto"
+    with pytest.raises(NoiseConfigError, match="on a greedy task needs t_base=T"):
+        evaluate(args, tasks=("noise_demo",), limit=1)
+    _, results = evaluate(args + ",t_base=0.7", tasks=("noise_demo",), limit=1)
+    for record in results["samples"]["noise_demo"][0]["arguments"][0][1]["noise_samples"]:
+        assert record["t_star"] == pytest.approx(0.7 * math.sqrt(1 + record["alpha"]))

@@ -218,12 +218,35 @@ def test_clean_leftovers_keeps_complete_pairs(tmp_path):
         ({"batch_size": "big"}, "batch_size='big'"),
         ({"tasks": []}, "non-empty list of task names"),
         ({"model_args": {"pretrained": "${NO_SUCH_SWEEP_VAR}"}}, r"model_args\.pretrained: environment variable"),
+        ({"model_args": {"pretrained": "/no/such/model"}}, "pretrained='/no/such/model': no such local folder"),
+        ({"model_args": {"pretrained": "./models/none"}}, "no such local folder"),
+        ({"gen_kwargs": {"temprature": 0.8}}, r"gen_kwargs: unknown generation argument\(s\) 'temprature' "
+                                              r"\(did you mean 'temperature'\?\)"),
+        ({"methods": [{"name": "t", "gen_kwargs": {"do_sample": True, "top_pp": 0.9}}]},
+         r"methods\[0\] \(t\)\.gen_kwargs: unknown generation argument\(s\) 'top_pp' \(did you mean 'top_p'\?\)"),
     ],
 )
 def test_bad_config_rejected(overrides, message, monkeypatch):
     monkeypatch.setenv("TINY_MODEL", "/nowhere")
     with pytest.raises(SweepConfigError, match=message):
         parse_config(_config(**overrides), "bad")
+
+
+def test_hub_ids_and_existing_folders_pass_the_path_check(tiny_env):
+    parse_config(_config(model_args={"pretrained": "org/model"}), "hub")  # resolved by transformers later
+    parse_config(_config(model_args={"pretrained": "gpt2"}), "hub")
+    parse_config(_config(), "local")  # ${TINY_MODEL}, an existing folder
+
+
+def test_dry_run_catches_what_would_fail_after_loading(tiny_env, tmp_path, capsys):
+    """A misspelt generation kwarg and a missing local model fail the dry run, before any load."""
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(_config(methods=[{"name": "t", "gen_kwargs": {"temprature": 0.8}}])))
+    assert main([str(path), "--dry-run"]) == 2
+    assert "did you mean 'temperature'" in capsys.readouterr().err
+    path.write_text(yaml.safe_dump(_config(model_args={"pretrained": str(tmp_path / "gone")})))
+    assert main([str(path), "--dry-run"]) == 2
+    assert "no such local folder" in capsys.readouterr().err
 
 
 def test_unknown_task_and_model_rejected_before_loading(tiny_env, tmp_path, monkeypatch, capsys):
@@ -259,3 +282,14 @@ def test_sigterm_leaves_no_partial_files(config_file, tiny_env, tmp_path):
     for path in results:
         json.loads(path.read_text())
     assert not list(out.rglob(".sweep-tmp-*"))
+
+
+def test_no_git_noise_outside_a_checkout(tiny_env, tmp_path, monkeypatch, capfd):
+    """lm-eval asks git for a commit per evaluation; outside a checkout git must not print 'fatal' each time."""
+    monkeypatch.chdir(tmp_path)
+    config = _config(tasks=["noise_demo"], methods=METHODS[:1], seeds=[0, 1], limit=1)
+    run_sweep(parse_config(config, "nogit", tmp_path / "out"), out=io.StringIO())
+    err = capfd.readouterr().err
+    assert "not a git repository" not in err
+    files = find_results_files(tmp_path / "out")
+    assert len(files) == 2 and all(f.data.get("git_hash") is None for f in files)

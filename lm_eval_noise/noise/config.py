@@ -150,7 +150,7 @@ class NoiseConfig:
                 "temperature_compensation=auto measures alpha on the prompt, which noise_positions=generated / "
                 "noise_first_k=0 leave clean; use noise_positions=all or prompt"
             )
-        return cls(
+        config = cls(
             noise=tuple(kinds),
             noise_scale=scale,
             noise_scope=scope,
@@ -166,6 +166,13 @@ class NoiseConfig:
             temperature_compensation=compensation,
             t_base=t_base,
         )
+        if kinds and get("noise_scale") is None:
+            # Without this a run labelled noise=<type> would silently inject nothing.
+            raise NoiseConfigError(
+                f"noise={'+'.join(kinds)} needs noise_scale=SIGMA (a float > 0, e.g. noise_scale=0.01); "
+                "noise_scale=0 is the explicit zero-noise control"
+            )
+        return config
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form for result provenance."""
@@ -173,3 +180,7 @@ class NoiseConfig:
         out["noise"] = list(self.noise)
         out["noise_targets"] = list(self.noise_targets)
         return out
+
+
+# The model args that NoiseConfig owns (the rest of `--model_args` goes to the model class).
+NOISE_ARGS = tuple(f.name for f in dataclasses.fields(NoiseConfig))

@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from lm_eval_noise.noise import NoiseConfig, NoiseConfigError
+from lm_eval_noise.noise.config import NOISE_ARGS, NoiseConfig, NoiseConfigError
+from lm_eval_noise.pretrained import missing_local_path
 
 TOP_KEYS = (
     "name", "model", "model_args", "tasks", "include_path", "include_defaults", "limit", "batch_size",
@@ -137,6 +138,28 @@ def _unknown(keys: Any, valid: tuple[str, ...], where: str) -> None:
         raise SweepConfigError(f"{where}: unknown key(s) {', '.join(hints)}; valid keys: {', '.join(valid)}")
 
 
+# Generation kwargs lm-eval reads itself; every other key goes to transformers' generate().
+_LM_EVAL_GEN_KEYS = ("until", "max_gen_toks", "do_sample", "temperature")
+
+
+def _check_gen_kwargs(kwargs: dict[str, Any], where: str) -> None:
+    """A misspelt key (`temprature`) would reach generate() only after the model loaded: name it now."""
+    if not kwargs:
+        return
+    from transformers import GenerationConfig
+
+    valid = set(_LM_EVAL_GEN_KEYS) | {k for k in GenerationConfig().to_dict() if not k.startswith("_")}
+    if unknown := [k for k in kwargs if k not in valid]:
+        hints = [
+            f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, sorted(valid), 1)) else repr(k)
+            for k in unknown
+        ]
+        raise SweepConfigError(
+            f"{where}: unknown generation argument(s) {', '.join(hints)}; valid: {', '.join(_LM_EVAL_GEN_KEYS)} "
+            "and the fields of transformers' GenerationConfig (top_p, top_k, min_p, repetition_penalty, ...)"
+        )
+
+
 def _bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise SweepConfigError(f"{where}={value!r} must be true or false")
@@ -192,6 +215,7 @@ def _method(raw: Any, i: int) -> Method:
     except NoiseConfigError as e:
         raise SweepConfigError(f"{where} ({name}).noise: {e}") from None
     gen = _kwargs(raw.get("gen_kwargs"), f"{where}.gen_kwargs")
+    _check_gen_kwargs(gen, f"{where} ({name}).gen_kwargs")
     return Method(name, noise, gen)
 
 
@@ -206,8 +230,6 @@ def parse_config(data: Any, name: str, output_dir: str | Path | None = None) -> 
     if not isinstance(model, str) or not model:
         raise SweepConfigError(f"model={model!r} must be a registered lm-eval model name such as 'hf-noisy'")
     model_args = _kwargs(data.get("model_args"), "model_args")
-    from lm_eval_noise.model import NOISE_ARGS
-
     if noisy := [k for k in model_args if k in NOISE_ARGS]:
         raise SweepConfigError(
             f"model_args must not hold noise arguments ({', '.join(noisy)}): give them per method under "
@@ -240,7 +262,9 @@ def parse_config(data: Any, name: str, output_dir: str | Path | None = None) -> 
     if num_fewshot is not None and (isinstance(num_fewshot, bool) or not isinstance(num_fewshot, int) or num_fewshot < 0):
         raise SweepConfigError(f"num_fewshot={num_fewshot!r} must be an integer >= 0 or null")
     out = output_dir if output_dir is not None else data.get("output_dir") or Path("results") / name
-    return SweepConfig(
+    gen_kwargs = _kwargs(data.get("gen_kwargs"), "gen_kwargs")
+    _check_gen_kwargs(gen_kwargs, "gen_kwargs")
+    config = SweepConfig(
         name=name,
         model=model,
         model_args=model_args,
@@ -249,7 +273,7 @@ def parse_config(data: Any, name: str, output_dir: str | Path | None = None) -> 
         include_defaults=_bool(data.get("include_defaults", True), "include_defaults"),
         limit=_limit(data.get("limit")),
         batch_size=_batch_size(data.get("batch_size", 1)),
-        gen_kwargs=_kwargs(data.get("gen_kwargs"), "gen_kwargs"),
+        gen_kwargs=gen_kwargs,
         seeds=_seeds(data.get("seeds", [0])),
         output_dir=Path(out),
         methods=parsed,
@@ -257,6 +281,10 @@ def parse_config(data: Any, name: str, output_dir: str | Path | None = None) -> 
         apply_chat_template=_bool(data.get("apply_chat_template", False), "apply_chat_template"),
         confirm_run_unsafe_code=_bool(data.get("confirm_run_unsafe_code", False), "confirm_run_unsafe_code"),
     )
+    # Last, so that every other mistake in the file is reported first.
+    if problem := missing_local_path(model_args["pretrained"]):
+        raise SweepConfigError(f"model_args: {problem}")
+    return config
 
 
 def load_config(path: str | Path, output_dir: str | Path | None = None) -> SweepConfig:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -68,6 +72,26 @@ def plan(config: SweepConfig) -> list[Evaluation]:
                     )
                 out.append(Evaluation(method, seed, task, folder, fingerprint, done[0] if done else None))
     return out
+
+
+@contextlib.contextmanager
+def _quiet_git() -> Iterator[None]:
+    """lm-eval records `git describe` for every evaluation and lets git print "fatal: not a git repository"
+    outside a checkout, once per evaluation of a sweep: ask git once, quietly, and record that answer."""
+    import lm_eval.evaluator as evaluator
+    from lm_eval.loggers.utils import get_commit_from_path
+
+    try:
+        found = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True, check=False)
+        commit = found.stdout.strip() if found.returncode == 0 else get_commit_from_path(os.getcwd())
+    except OSError:  # no git installed
+        commit = get_commit_from_path(os.getcwd())
+    original = evaluator.get_git_commit_hash
+    evaluator.get_git_commit_hash = lambda: commit
+    try:
+        yield
+    finally:
+        evaluator.get_git_commit_hash = original
 
 
 def _agree(lm: Any, pending: list[int]) -> list[int]:
@@ -162,7 +186,7 @@ def run_sweep(config: SweepConfig, dry_run: bool = False, out: TextIO = sys.stdo
     if main_rank:
         for folder in {evaluations[i].folder for i in pending}:
             clean_leftovers(folder)
-    with tqdm(total=total, desc="sweep", disable=not main_rank, file=sys.stderr) as bar:
+    with _quiet_git(), tqdm(total=total, desc="sweep", disable=not main_rank, file=sys.stderr) as bar:
         for i, item in enumerate(evaluations):
             if i not in pending:
                 if main_rank:
