@@ -428,6 +428,40 @@ def test_leaderboard_rich_style(capsys, monkeypatch):
     assert "greedy" in out and "tiny_gen/pass@1" in out
 
 
+def truncated_sweep(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the sweep fixture with one results JSON cut off mid-write."""
+    root = tmp_path / "sweep"
+    shutil.copytree(SWEEP, root)
+    broken = next(f.path for f in find_results_files(root / "embed-0.05"))
+    broken.write_text(broken.read_text()[:300])
+    return root, broken
+
+
+def test_leaderboard_names_unreadable_files_and_strict_fails(tmp_path, capsys):
+    root, broken = truncated_sweep(tmp_path)
+    (root / "empty_2026-01-01T00-00-00.json").write_text("")  # named like a results file, nothing in it
+    (root / "lb.json").write_text('{"columns": []}')  # other JSON: not a results file, not a warning
+    assert table.main([str(root), "--style", "markdown"]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning: skipped")]
+    assert len(warnings) == 2
+    assert any(str(broken) in w and "not valid JSON" in w and "it held tiny_gen" in w for w in warnings)
+    assert any("empty_2026-01-01T00-00-00.json" in w for w in warnings)
+    assert "embedding σ=0.05" not in captured.out  # the unreadable run is not in the table
+    assert table.main([str(root), "--style", "markdown", "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --strict: 2 results files under" in err and str(broken) in err
+
+
+def test_plot_names_unreadable_files_and_strict_fails(tmp_path, capsys):
+    root, broken = truncated_sweep(tmp_path)
+    args = [str(root), "--x", "distinct_2", "--y", "pass@5", "--model", "tiny-fixture-model", "-o", str(tmp_path / "p.png")]
+    assert plots.main(args) == 0
+    assert f"warning: skipped {broken}" in capsys.readouterr().err
+    assert plots.main([*args, "--strict"]) == 2
+    assert f"--strict: 1 results file under {root} could not be read: {broken}" in capsys.readouterr().err
+
+
 # ---- plots ------------------------------------------------------------------------------------
 
 

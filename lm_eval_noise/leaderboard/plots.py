@@ -302,10 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", help="the task to plot, when several tasks have the metrics")
     parser.add_argument("--model", help="the model to plot, when the results hold several")
     parser.add_argument("--title")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with an error when a results JSON under the folder cannot be read "
+                        "(default: name it in a warning and go on without it)")
     args = parser.parse_args(argv)
     output = args.output or f"{args.kind}.png"
     try:
-        records, _ = collect(args.results_dir)
+        records, _ = collect(args.results_dir, args.strict)
         if args.kind == "pareto":
             if not args.x:
                 raise ResultsError("--kind pareto needs --x (e.g. --x distinct_2)")

@@ -29,7 +29,7 @@ from lm_eval_noise.leaderboard.results_io import (
     ResultsError,
     atomic_write_text,
     display_metric,
-    find_results_files,
+    read_results_tree,
     resolve_metric,
     split_metric_list,
 )
@@ -74,11 +74,15 @@ class Table:
         return [r for r, v in vals.items() if v == target]
 
 
-def collect(root: str | Path) -> tuple[list[dict], list[dict]]:
-    """Leaderboard records for every results JSON under `root`, newest per model×method×task."""
-    files = find_results_files(root)
+def collect(root: str | Path, strict: bool = False) -> tuple[list[dict], list[dict]]:
+    """Leaderboard records for every results JSON under `root`, newest per model×method×task.
+
+    Files that cannot be read are named on stderr, and are an error with `strict`.
+    """
+    files, unreadable = read_results_tree(root, strict)
     if not files:
-        raise ResultsError(f"no lm-eval results JSON found under {root}")
+        also = f" ({len(unreadable)} could not be read)" if unreadable else ""
+        raise ResultsError(f"no lm-eval results JSON found under {root}{also}")
     records = [rec for f in files for rec in to_leaderboard_record(f)]
     return keep_newest(records)
 
@@ -292,11 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="OUT.json", help="also write the table as JSON (with best marks and sources)")
     parser.add_argument("--metrics", metavar="A,B", help="only these metrics (with or without ',filter'; 'task/metric' for one task)")
     parser.add_argument("--records", metavar="DIR", help="also write one leaderboard JSON per model/method/task under DIR")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with an error when a results JSON under the folder cannot be read "
+                        "(default: name it in a warning and go on without it)")
     parser.add_argument("--style", choices=["auto", "markdown", "rich"], default="auto",
                         help="stdout format: Markdown, a rich table, or rich on a terminal and Markdown otherwise (default)")
     args = parser.parse_args(argv)
     try:
-        records, superseded = collect(args.results_dir)
+        records, superseded = collect(args.results_dir, args.strict)
         known = [k for rec in records for k in rec["metrics"]]
         metrics = split_metric_list(args.metrics, known) if args.metrics else None
         table = build_table(records, metrics, superseded)
