@@ -8,7 +8,7 @@ with stderr, versions, date), with the resolved method (noise + decoding) added:
 
     {
       "schema": "lm_eval_noise.leaderboard/1",
-      "model": {"name", "name_sanitized", "source", "args", "dtype", "revision", "sha", "num_parameters"},
+      "model": {"name", "short_name", "name_sanitized", "source", "args", "dtype", "revision", "sha", "num_parameters"},
       "method": {"label", "slug", "kind", "noise": {...} | null, "generation": {...}, "source"},
       "task": {"name", "alias", "version", "output_type", "n_shot", "repeats", "hash"},
       "metrics": {"pass@5,none": {"metric", "filter", "value", "stderr", "direction"}, ...},
@@ -144,12 +144,22 @@ def run_seed(results: dict[str, Any]) -> Any:
     return config.get("torch_seed")
 
 
+def short_model_name(name: str) -> str:
+    """A local model path as its folder name ("/root/.cache/x/tiny-llama" -> "tiny-llama"); hub ids
+    ("org/model") and other names as they are."""
+    text = str(name)
+    if text.startswith(("/", "./", "../", "~")):
+        return Path(text.rstrip("/")).name or text
+    return text
+
+
 def _model(data: dict[str, Any]) -> dict[str, Any]:
     config = data.get("config") or {}
     args = config.get("model_args")
     name = data.get("model_name") or parse_model_args(args).get("pretrained") or config.get("model") or "unknown"
     return {
         "name": name,
+        "short_name": short_model_name(name),
         "name_sanitized": data.get("model_name_sanitized") or _sanitize(name),
         "source": data.get("model_source") or config.get("model"),
         "args": args,
