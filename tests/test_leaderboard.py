@@ -582,6 +582,42 @@ def test_sigma_series_and_baselines():
     assert "embedding + T=0.8" in series  # noise with sampling is its own line
 
 
+def test_plot_without_y_uses_the_tasks_primary_metric(tmp_path, capsys):
+    out = tmp_path / "sigma.png"
+    assert plots.main([str(SWEEP), "--kind", "sigma", "--model", "tiny-fixture-model", "--task", "tiny_gen", "-o", str(out)]) == 0
+    assert "y = pass@1,all_samples" in capsys.readouterr().out  # tiny_gen's metric_list starts with pass@1
+    assert_valid_png(out)
+    assert plots.main([str(SWEEP), "--x", "distinct_2", "--model", "tiny-fixture-model", "-o", str(tmp_path / "p.png")]) == 0
+    assert "(tiny-fixture-model, tiny_gen, y = pass@1,all_samples)" in capsys.readouterr().out
+    records, _ = table.collect(SWEEP)
+    assert {r["task"]["name"]: r["task"]["primary_metric"] for r in records} == {
+        "tiny_gen": "pass@1,all_samples", "tiny_mc": "acc,none"}
+    # the rule is stated in --help
+    with pytest.raises(SystemExit):
+        plots.main(["--help"])
+    assert "primary metric, the first metric its YAML declares" in " ".join(capsys.readouterr().out.split())
+
+
+def test_plots_average_seeds_and_show_measured_counts(tmp_path, capsys):
+    src = results_of("embed-0.002")
+    for seed, value in ((1, 0.9), (2, 1.0)):
+        data = copy_run(src, tmp_path / "embed" / f"seed-{seed}", seed=seed, pass5=value)
+        res = data["results"]["tiny_gen"]
+        res["distinct_2_measured,all_samples"] = 10 + seed  # 11 and 12 of 16 prompts
+        (tmp_path / "embed" / f"seed-{seed}" / src.path.name).write_text(json.dumps(data))
+    copy_run(results_of("greedy"), tmp_path / "greedy", seed=1)
+    out = tmp_path / "p.png"
+    assert plots.main([str(tmp_path), "--x", "distinct_2", "--y", "pass@5", "-o", str(out)]) == 0
+    msg = capsys.readouterr().out
+    assert "embedding σ=0.002 (2 seeds) (n=23/32)" in msg.split("Pareto frontier: ")[1]  # one point, not one per seed
+    assert_valid_png(out)
+    records, _ = table.collect(tmp_path)
+    noisy = [r for r in records if r["method"]["noise"] and r["task"]["name"] == "tiny_gen"]
+    assert plots.counts_note(noisy, ["distinct_2,all_samples"]) == " (n=23/32)"
+    assert plots.counts_note(noisy, ["pass@5,all_samples"]) == ""  # no count reported: nothing to say
+    assert plots.main([str(tmp_path), "--kind", "sigma", "--y", "distinct_2", "-o", str(tmp_path / "s.png")]) == 0
+
+
 def test_plot_errors_are_clear(tmp_path, capsys):
     out = str(tmp_path / "x.png")
     assert plots.main([str(SWEEP), "--x", "distinct_2", "--y", "pass@7", "-o", out, "--model", "tiny-fixture-model"]) == 2

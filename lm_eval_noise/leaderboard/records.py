@@ -10,7 +10,7 @@ with stderr, versions, date), with the resolved method (noise + decoding) added:
       "schema": "lm_eval_noise.leaderboard/1",
       "model": {"name", "short_name", "name_sanitized", "source", "args", "dtype", "revision", "sha", "num_parameters"},
       "method": {"label", "slug", "kind", "noise": {...} | null, "generation": {...}, "source"},
-      "task": {"name", "alias", "version", "output_type", "n_shot", "repeats", "hash"},
+      "task": {"name", "alias", "version", "output_type", "n_shot", "repeats", "hash", "primary_metric"},
       "metrics": {"pass@5,none": {"metric", "filter", "value", "stderr", "direction"}, ...},
       "n_samples": {"original", "effective"},
       "limit": ..., "seed": {"run", "random", "numpy", "torch", "fewshot", "noise"},
@@ -44,6 +44,7 @@ from lm_eval_noise.leaderboard.results_io import (
     split_metric_key,
     task_metrics,
 )
+from lm_eval_noise.metrics.measured import measured_of
 
 SCHEMA = "lm_eval_noise.leaderboard/1"
 
@@ -108,6 +109,7 @@ def to_leaderboard_record(results_json: dict[str, Any] | ResultsFile | str | Pat
                     "n_shot": (data.get("n-shot") or {}).get(task),
                     "repeats": task_cfg.get("repeats"),
                     "hash": (data.get("task_hashes") or {}).get(task),
+                    "primary_metric": primary_metric(task_cfg, metrics),
                 },
                 "metrics": metrics,
                 "n_samples": {"original": n_samples.get("original"), "effective": n_samples.get("effective")},
@@ -127,6 +129,20 @@ def to_leaderboard_record(results_json: dict[str, Any] | ResultsFile | str | Pat
             }
         )
     return records
+
+
+def primary_metric(task_cfg: dict[str, Any], metrics: dict[str, Any]) -> str | None:
+    """The task's headline metric key ("metric,filter"): the first metric its YAML declares in
+    metric_list (pass@1 for the code tasks), else the first metric in its results; counts of
+    measured prompts (`<metric>_measured`) are never it."""
+    declared = [m.get("metric") for m in task_cfg.get("metric_list") or [] if isinstance(m, dict)]
+    for name in [*declared, *(split_metric_key(k)[0] for k in metrics)]:
+        if not isinstance(name, str) or measured_of(name) is not None:
+            continue
+        keys = [k for k in metrics if split_metric_key(k)[0] == name]
+        if keys:
+            return keys[0]
+    return None
 
 
 def run_seed(results: dict[str, Any]) -> Any:
