@@ -394,9 +394,11 @@ def test_authoring_example_loads_and_scores():
     assert task.doc_to_text(task.eval_docs[0]) == "Write a short poem about the sea.\n"
     same = task.process_results(task.eval_docs[0], _k(["waves fold over the grey stones"] * 5))
     # 5 identical 6-word poems: 5 distinct bigrams out of 25; every poem equals its neighbours.
-    assert same == pytest.approx({"distinct_2": 5 / 25, "self_bleu": 1.0})
+    assert same == pytest.approx({"distinct_2": 5 / 25, "self_bleu": 1.0, "distinct_2_measured": 1, "self_bleu_measured": 1})
     apart = task.process_results(task.eval_docs[0], _k(["red sky", "blue sea", "green hill", "old moon", "cold rain"]))
-    assert apart == pytest.approx({"distinct_2": 1.0, "self_bleu": 0.0})
+    assert apart == pytest.approx({"distinct_2": 1.0, "self_bleu": 0.0, "distinct_2_measured": 1, "self_bleu_measured": 1})
+    lone = task.process_results(task.eval_docs[0], _k(["one poem at last", "", "", "", ""]))
+    assert math.isnan(lone["self_bleu"]) and lone["self_bleu_measured"] == 0
 
 
 # --------------------------------------------------------------------------- end to end (tiny model)
@@ -467,7 +469,9 @@ def test_e2e_high_temperature_varies(e2e_results):
 def test_e2e_authoring_example(e2e_results):
     row = e2e_results["results"]["poem_diversity"]
     for metric in ("distinct_2", "self_bleu"):
-        assert math.isfinite(row[f"{metric},{FILTER}"])
+        value, measured = row[f"{metric},{FILTER}"], row[f"{metric}_measured,{FILTER}"]
+        assert 0 <= measured <= E2E_LIMIT
+        assert math.isfinite(value) if measured else math.isnan(value), (metric, value, measured)
     assert all([len(r) for r in s["filtered_resps"]] == [5] for s in e2e_results["samples"]["poem_diversity"])
 
 
