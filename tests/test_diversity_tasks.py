@@ -15,8 +15,8 @@ from pathlib import Path
 
 import datasets
 import pytest
+import yaml
 from lm_eval.tasks import TaskManager
-from lm_eval.tasks._yaml_loader import load_yaml
 
 from lm_eval_noise import tasks_dir
 from lm_eval_noise.metrics import self_bleu
@@ -27,11 +27,13 @@ AUTHORING_DIR = Path(__file__).resolve().parent / "fixtures" / "authoring_exampl
 TASK_FOLDERS = ("creative_writing", "problem_generation", "gsm8k_pass_at_k")
 FILTER = "all_samples"
 
+CREATIVE_MAY_BE_NAN = ("distinct_1", "distinct_2", "distinct_3", "self_bleu", "self_bleu_multi_ref", "edit_distance")
 CREATIVE_METRICS = (
-    "unique_ratio", "distinct_1", "distinct_2", "distinct_3",
-    "self_bleu", "self_bleu_multi_ref", "edit_distance", "mean_length",
+    "unique_ratio", *CREATIVE_MAY_BE_NAN, "mean_length", *(f"{m}_measured" for m in CREATIVE_MAY_BE_NAN),
 )
-PROBLEM_METRICS = ("valid", "unique_names", "unique_signatures", "docstring_distinct_2", "docstring_self_bleu")
+PROBLEM_MAY_BE_NAN = ("unique_names", "unique_signatures", "docstring_distinct_2", "docstring_self_bleu")
+PROBLEM_METRICS = ("valid", *PROBLEM_MAY_BE_NAN, *(f"{m}_measured" for m in PROBLEM_MAY_BE_NAN))
+MAY_BE_NAN = {*CREATIVE_MAY_BE_NAN, *PROBLEM_MAY_BE_NAN}
 GSM8K_METRICS = ("acc_first", "pass@1", "pass@5", "pass@10", "maj_acc", "answer_diversity")
 
 # task -> (metrics, number of docs, do_sample, temperature)
@@ -44,6 +46,17 @@ OFFLINE_TASKS = {
     "gsm8k_pass_at_k_fixture": (GSM8K_METRICS, 20, False, 0.0),
 }
 HUB_TASKS = {"gsm8k_pass_at_k": (GSM8K_METRICS, None, False, 0.0)}
+
+
+class _TagsIgnored(yaml.SafeLoader):
+    """Reads a task YAML's structure only: lm-eval's `!function` tags become None."""
+
+
+_TagsIgnored.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def read_yaml(path: Path) -> dict:
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_TagsIgnored)
 
 
 def _manager(path: Path) -> TaskManager:
@@ -72,7 +85,7 @@ def _k(responses: list[str]) -> list[list[str]]:
 def test_every_yaml_is_indexed(tm):
     # The index skips a YAML it cannot read without a word above debug level: check each one is there.
     expected = {
-        load_yaml(p, resolve_func=False)["task"]
+        read_yaml(p)["task"]
         for folder in TASK_FOLDERS
         for p in (TASKS / folder).glob("*.yaml")
     }
@@ -92,21 +105,30 @@ def test_offline_task_loads(loaded, name):
     assert [f["name"] for f in cfg.filter_list] == [FILTER]
     assert len(task.eval_docs) == n_docs
     assert set(task.aggregation()) == set(metrics)
-    assert all(fn.__name__ == "mean" for fn in task.aggregation().values())
+    from lm_eval.api.metrics import mean, nanmean
+
+    from lm_eval_noise.metrics.measured import count
+
+    for metric, fn in task.aggregation().items():
+        want = count if metric.endswith("_measured") else nanmean if metric in MAY_BE_NAN else mean
+        assert fn is want, (metric, fn)
     assert set(task.higher_is_better()) == set(metrics)
     prompt = task.doc_to_text(task.eval_docs[0])
     assert isinstance(prompt, str) and prompt.strip()
 
 
 def test_keep_all_filter_keeps_every_repeat(loaded):
+    # The task's own filter_list, built the way lm-eval builds it, on one doc's K responses.
     from lm_eval.api.instance import Instance
+    from lm_eval.filters import build_filter_ensemble
 
     task = loaded["creative_writing"]
-    doc = task.eval_docs[0]
-    inst = Instance(request_type="generate_until", doc=doc, arguments=("p", {}), idx=0)
+    (spec,) = task.config.filter_list
+    components = [[f["function"], {k: v for k, v in f.items() if k != "function"}] for f in spec["filter"]]
+    ensemble = build_filter_ensemble(spec["name"], components)
+    inst = Instance(request_type="generate_until", doc=task.eval_docs[0], arguments=("p", {}), idx=0)
     inst.resps = [f"story {i}" for i in range(10)]
-    task._instances = [inst]
-    task.apply_filters()
+    ensemble.apply([inst])
     assert inst.filtered_resps[FILTER] == [f"story {i}" for i in range(10)]
 
 
@@ -131,7 +153,7 @@ def test_lm_eval_own_gsm8k_is_plain_generate_until():
     # lm-eval's gsm8k runs on hf-noisy as it is: a plain generate_until task with standard gen kwargs.
     import lm_eval.tasks
 
-    cfg = load_yaml(Path(lm_eval.tasks.__file__).parent / "gsm8k" / "gsm8k.yaml", resolve_func=False)
+    cfg = read_yaml(Path(lm_eval.tasks.__file__).parent / "gsm8k" / "gsm8k.yaml")
     assert cfg["output_type"] == "generate_until"
     assert set(cfg["generation_kwargs"]) <= {"until", "do_sample", "temperature", "max_gen_toks"}
     assert cfg["generation_kwargs"]["do_sample"] is False
@@ -163,6 +185,7 @@ def test_creative_openings_file_override(tm, tmp_path):
 def test_creative_identical_samples(loaded):
     task = loaded["creative_writing_t09"]
     out = task.process_results(task.eval_docs[0], _k(["one two three four five"] * 10))
+    assert all(out.pop(f"{m}_measured") == 1 for m in CREATIVE_MAY_BE_NAN)
     assert out == pytest.approx({
         "unique_ratio": 0.1,           # 1 distinct / 10
         "distinct_1": 5 / 50,          # 5 unique unigrams / 50
@@ -198,8 +221,36 @@ def test_creative_edit_distance_two_samples(loaded):
     assert out["edit_distance"] == pytest.approx(1 / 4)  # one substitution / 4 characters
     assert out["unique_ratio"] == 1.0
     assert out["distinct_1"] == 1.0
-    assert out["distinct_2"] == 0.0  # one-word samples have no bigrams
-    assert out["self_bleu"] == 0.0  # no unigram in common
+    assert math.isnan(out["distinct_2"]) and out["distinct_2_measured"] == 0  # one-word samples: no bigrams
+    assert out["self_bleu"] == 0.0 and out["self_bleu_measured"] == 1  # no unigram in common
+
+
+def test_creative_degenerate_sets_are_not_measured(loaded):
+    task = loaded["creative_writing"]
+    empty = task.process_results(task.eval_docs[0], _k([""] * 10))
+    for metric in CREATIVE_MAY_BE_NAN:
+        assert math.isnan(empty[metric]) and empty[f"{metric}_measured"] == 0, metric
+    assert empty["unique_ratio"] == pytest.approx(0.1)  # ten equal answers
+    # Ten copies of a two-word ending are collapsed output: least diverse, not "most diverse".
+    collapsed = task.process_results(task.eval_docs[0], _k(["The end."] * 10))
+    assert collapsed["self_bleu"] == pytest.approx(1.0) and collapsed["self_bleu_multi_ref"] == pytest.approx(1.0)
+    assert collapsed["edit_distance"] == 0.0 and collapsed["distinct_2"] == pytest.approx(0.1)
+    assert math.isnan(collapsed["distinct_3"])  # two words have no trigram
+
+
+def test_nan_prompts_are_skipped_and_counted_by_the_tasks_aggregation(loaded):
+    task = loaded["creative_writing"]
+    docs = task.eval_docs
+    per_doc = [
+        task.process_results(docs[0], _k(["a cat sat here", "a dog ran there"])),
+        task.process_results(docs[1], _k(["", ""])),  # not measurable
+        task.process_results(docs[2], _k(["the same words", "the same words"])),
+    ]
+    agg = task.aggregation()
+    assert agg["self_bleu"]([d["self_bleu"] for d in per_doc]) == pytest.approx(
+        (per_doc[0]["self_bleu"] + per_doc[2]["self_bleu"]) / 2
+    )
+    assert agg["self_bleu_measured"]([d["self_bleu_measured"] for d in per_doc]) == 2
 
 
 # --------------------------------------------------------------------------- problem_generation
@@ -221,6 +272,7 @@ def test_problem_generation_hand_worked(loaded):
     doc = task.eval_docs[0]
     assert doc["prompt"].endswith(doc["prefix"]) and doc["prefix"] == "def"
     out = task.process_results(doc, _k(PROBLEM_RESPONSES))
+    assert all(out[f"{m}_measured"] == 1 for m in PROBLEM_MAY_BE_NAN)
     assert out["valid"] == pytest.approx(4 / 8)
     assert out["unique_names"] == pytest.approx(2 / 4)  # add, scale
     # add(a: int, b: int) -> int, add(x, y), scale(xs: list, k: float) -> list
@@ -234,11 +286,15 @@ def test_problem_generation_hand_worked(loaded):
     assert out["docstring_self_bleu"] == pytest.approx((1.0 + second + 1.0 + 0.0) / 4)
 
 
-def test_problem_generation_none_valid(loaded):
+@pytest.mark.parametrize("n_valid", [0, 1])
+def test_problem_generation_too_few_valid_is_not_measured(loaded, n_valid):
     task = loaded["problem_generation_t08"]
-    out = task.process_results(task.eval_docs[0], _k([" oops(:", " nope"] * 5))
-    assert out == {"valid": 0.0, "unique_names": 0.0, "unique_signatures": 0.0,
-                   "docstring_distinct_2": 0.0, "docstring_self_bleu": 0.0}
+    responses = [PROBLEM_RESPONSES[0]] * n_valid + [" oops(:", " nope"] * 5
+    out = task.process_results(task.eval_docs[0], _k(responses[:10]))
+    assert out["valid"] == pytest.approx(n_valid / 10)
+    # One valid problem cannot repeat another: not "perfectly diverse" (names 1.0, Self-BLEU 0.0).
+    for metric in PROBLEM_MAY_BE_NAN:
+        assert math.isnan(out[metric]) and out[f"{metric}_measured"] == 0, metric
 
 
 # --------------------------------------------------------------------------- gsm8k_pass_at_k
@@ -338,9 +394,11 @@ def test_authoring_example_loads_and_scores():
     assert task.doc_to_text(task.eval_docs[0]) == "Write a short poem about the sea.\n"
     same = task.process_results(task.eval_docs[0], _k(["waves fold over the grey stones"] * 5))
     # 5 identical 6-word poems: 5 distinct bigrams out of 25; every poem equals its neighbours.
-    assert same == pytest.approx({"distinct_2": 5 / 25, "self_bleu": 1.0})
+    assert same == pytest.approx({"distinct_2": 5 / 25, "self_bleu": 1.0, "distinct_2_measured": 1, "self_bleu_measured": 1})
     apart = task.process_results(task.eval_docs[0], _k(["red sky", "blue sea", "green hill", "old moon", "cold rain"]))
-    assert apart == pytest.approx({"distinct_2": 1.0, "self_bleu": 0.0})
+    assert apart == pytest.approx({"distinct_2": 1.0, "self_bleu": 0.0, "distinct_2_measured": 1, "self_bleu_measured": 1})
+    lone = task.process_results(task.eval_docs[0], _k(["one poem at last", "", "", "", ""]))
+    assert math.isnan(lone["self_bleu"]) and lone["self_bleu_measured"] == 0
 
 
 # --------------------------------------------------------------------------- end to end (tiny model)
@@ -384,9 +442,16 @@ def test_e2e_task_reports_every_metric(e2e_results, name):
     row = e2e_results["results"][name]
     for metric in metrics:
         value = row[f"{metric},{FILTER}"]
+        if metric.endswith("_measured"):  # a count of prompts, without a stderr
+            assert value == int(value) and 0 <= value <= E2E_LIMIT, (metric, value)
+            continue
+        measured = row.get(f"{metric}_measured,{FILTER}", E2E_LIMIT)
+        if measured == 0:
+            assert math.isnan(value), (metric, value)
+            continue
         assert isinstance(value, float) and math.isfinite(value), (metric, value)
         stderr = row[f"{metric}_stderr,{FILTER}"]
-        assert stderr != "N/A", (metric, stderr)
+        assert stderr != "N/A" or measured < 2, (metric, stderr)
     samples = e2e_results["samples"][name]
     assert len(samples) == E2E_LIMIT
     for sample in samples:
@@ -404,7 +469,9 @@ def test_e2e_high_temperature_varies(e2e_results):
 def test_e2e_authoring_example(e2e_results):
     row = e2e_results["results"]["poem_diversity"]
     for metric in ("distinct_2", "self_bleu"):
-        assert math.isfinite(row[f"{metric},{FILTER}"])
+        value, measured = row[f"{metric},{FILTER}"], row[f"{metric}_measured,{FILTER}"]
+        assert 0 <= measured <= E2E_LIMIT
+        assert math.isfinite(value) if measured else math.isnan(value), (metric, value, measured)
     assert all([len(r) for r in s["filtered_resps"]] == [5] for s in e2e_results["samples"]["poem_diversity"])
 
 

@@ -280,7 +280,7 @@ def copy_run(src, dst: Path, **changes) -> dict:
     return data
 
 
-def test_runs_with_other_seeds_are_rows_not_repeats(tmp_path):
+def test_seeds_of_a_method_are_averaged_or_shown_per_seed(tmp_path, capsys):
     src = results_of("embed-0.002")
     copy_run(src, tmp_path / "embed" / "seed-1", seed=1, pass5=0.5)
     copy_run(src, tmp_path / "embed" / "seed-2", seed=2, pass5=0.7, date_shift=10)
@@ -288,7 +288,24 @@ def test_runs_with_other_seeds_are_rows_not_repeats(tmp_path):
     records, superseded = table.collect(tmp_path)
     assert superseded == [] and len(records) == 3
     t = table.build_table(records)
-    assert [r.label for r in t.rows] == ["greedy", "embedding σ=0.002 seed=1", "embedding σ=0.002 seed=2"]
+    assert [(r.label, r.seeds) for r in t.rows] == [("greedy", 1), ("embedding σ=0.002", 2)]
+    j = next(j for j, c in enumerate(t.columns) if c.name == "pass@5")
+    cell = t.cells[(1, j)]
+    assert cell["value"] == pytest.approx(0.6) and cell["sd"] == pytest.approx(math.sqrt(0.02))  # sd of 0.5, 0.7
+    assert cell["stderr"] is None and cell["seeds"] == 2 and sorted(cell["seed_list"]) == [1, 2]
+    assert t.cells[(0, j)]["stderr"] is not None and t.cells[(0, j)]["sd"] is None  # one seed: lm-eval's stderr
+    assert table.main([str(tmp_path), "--style", "markdown", "--metrics", "pass@5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| model | method | seeds | tiny_gen/pass@5 ↑ |"
+    assert f"| tiny-fixture-model | embedding σ=0.002 | 2 | 0.600 ± {math.sqrt(0.02):.3f} |" in out
+
+    per_seed = table.build_table(records, per_seed=True)
+    assert [r.label for r in per_seed.rows] == ["greedy", "embedding σ=0.002 seed=1", "embedding σ=0.002 seed=2"]
+    assert table.main([str(tmp_path), "--style", "markdown", "--metrics", "pass@5", "--per-seed"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| model | method | tiny_gen/pass@5 ↑ |"
+    assert any(line.startswith("| tiny-fixture-model | embedding σ=0.002 seed=2 | **0.700 ± ") for line in out)
+
     sel, (key,) = plots.select(records, ["pass@5"], None, None)
     _, series = plots.plot_sigma(sel, key, tmp_path / "s.png")
     assert series["embedding"] == [(0.002, pytest.approx(0.6))]  # the mean over seeds
@@ -297,6 +314,44 @@ def test_runs_with_other_seeds_are_rows_not_repeats(tmp_path):
     records, superseded = table.collect(tmp_path)
     assert len(records) == 3 and len(superseded) == 1 and superseded[0]["seed"] == 2
     assert max(r["metrics"]["pass@5,all_samples"]["value"] for r in records) == 0.9
+
+
+def test_model_column_shows_a_short_name(tmp_path, capsys):
+    data = json.loads(results_of("greedy").path.read_text())
+    for folder, name in (("a", "/root/.cache/lm_eval_noise/tiny-llama-1234"), ("b", "org/model-b")):
+        data["model_name"] = name
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "results_2026-01-01T00-00-00.json").write_text(json.dumps(data))
+    assert table.main([str(tmp_path), "--style", "markdown", "--metrics", "pass@1"]) == 0
+    out = capsys.readouterr().out
+    assert "| tiny-llama-1234 | greedy |" in out and "| org/model-b | greedy |" in out and "/root/.cache" not in out
+    # two local models with the same folder name keep their full paths, to stay apart
+    data["model_name"] = "/other/place/tiny-llama-1234"
+    (tmp_path / "b" / "results_2026-01-01T00-00-00.json").write_text(json.dumps(data))
+    assert table.main([str(tmp_path), "--style", "markdown", "--metrics", "pass@1"]) == 0
+    out = capsys.readouterr().out
+    assert "| /root/.cache/lm_eval_noise/tiny-llama-1234 | greedy |" in out and "| /other/place/tiny-llama-1234 |" in out
+
+
+def test_measured_counts_show_beside_their_metric(tmp_path, capsys):
+    data = json.loads(results_of("greedy").path.read_text())
+    res = data["results"]["tiny_gen"]
+    res["self_bleu_measured,all_samples"], res["self_bleu_measured_stderr,all_samples"] = 12, "N/A"
+    res["distinct_2_measured,all_samples"], res["distinct_2_measured_stderr,all_samples"] = 16, "N/A"
+    data["higher_is_better"]["tiny_gen"].update(self_bleu_measured=True, distinct_2_measured=True)
+    (tmp_path / "results_2026-01-01T00-00-00.json").write_text(json.dumps(data))
+    records, _ = table.collect(tmp_path)
+    t = table.build_table(records)
+    assert [c.name for c in t.columns if c.task == "tiny_gen"] == ["pass@1", "pass@5", "distinct_2", "self_bleu"]
+    out_json = tmp_path / "lb.json"
+    assert table.main([str(tmp_path), "--style", "markdown", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "_measured" not in out.splitlines()[0]
+    value = res["self_bleu,all_samples"]
+    assert f"{value:.3f} ± {res['self_bleu_stderr,all_samples']:.3f} (n=12/16)" in out  # 12 of 16 prompts
+    assert "(n=16/16)" not in out  # measured everywhere: nothing to say
+    (row,) = json.loads(out_json.read_text())["rows"]
+    assert row["cells"]["tiny_gen/self_bleu"]["measured"] == 12
 
 
 def test_write_leaderboard_records(tmp_path):
@@ -383,9 +438,9 @@ def test_leaderboard_cli_writes_markdown_csv_and_json(tmp_path, capsys):
     assert rc == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert lines[0].startswith("| model | method | tiny_gen/pass@1 ↑")
+    assert lines[0].startswith("| model | method | seeds | tiny_gen/pass@1 ↑")
     assert "tiny_gen/self_bleu ↓" in lines[0]
-    greedy = next(line for line in lines if "| tiny-fixture-model | greedy |" in line)
+    greedy = next(line for line in lines if "| tiny-fixture-model | greedy | 1 |" in line)
     assert "**1.000 ± 0.000**" in greedy  # tiny_mc acc: greedy is (jointly) best
     assert "1.000 ± 0.000 |" in greedy  # its Self-BLEU of 1.0 is the worst, not bold
     assert "kept the newest run" in captured.err and "ignored" in captured.err
@@ -410,7 +465,7 @@ def test_leaderboard_cli_writes_markdown_csv_and_json(tmp_path, capsys):
 def test_leaderboard_cli_metrics_option(capsys):
     assert table.main([str(SWEEP), "--metrics", "pass@5,all_samples,acc", "--style", "markdown"]) == 0
     header = capsys.readouterr().out.splitlines()[0]
-    assert header == "| model | method | tiny_gen/pass@5 ↑ | tiny_mc/acc ↑ |"
+    assert header == "| model | method | seeds | tiny_gen/pass@5 ↑ | tiny_mc/acc ↑ |"
 
 
 def test_leaderboard_cli_errors_are_clear(tmp_path, capsys):
@@ -426,6 +481,40 @@ def test_leaderboard_rich_style(capsys, monkeypatch):
     assert table.main([str(SWEEP / "greedy"), "--style", "rich"]) == 0
     out = capsys.readouterr().out
     assert "greedy" in out and "tiny_gen/pass@1" in out
+
+
+def truncated_sweep(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the sweep fixture with one results JSON cut off mid-write."""
+    root = tmp_path / "sweep"
+    shutil.copytree(SWEEP, root)
+    broken = next(f.path for f in find_results_files(root / "embed-0.05"))
+    broken.write_text(broken.read_text()[:300])
+    return root, broken
+
+
+def test_leaderboard_names_unreadable_files_and_strict_fails(tmp_path, capsys):
+    root, broken = truncated_sweep(tmp_path)
+    (root / "empty_2026-01-01T00-00-00.json").write_text("")  # named like a results file, nothing in it
+    (root / "lb.json").write_text('{"columns": []}')  # other JSON: not a results file, not a warning
+    assert table.main([str(root), "--style", "markdown"]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning: skipped")]
+    assert len(warnings) == 2
+    assert any(str(broken) in w and "not valid JSON" in w and "it held tiny_gen" in w for w in warnings)
+    assert any("empty_2026-01-01T00-00-00.json" in w for w in warnings)
+    assert "embedding σ=0.05" not in captured.out  # the unreadable run is not in the table
+    assert table.main([str(root), "--style", "markdown", "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --strict: 2 results files under" in err and str(broken) in err
+
+
+def test_plot_names_unreadable_files_and_strict_fails(tmp_path, capsys):
+    root, broken = truncated_sweep(tmp_path)
+    args = [str(root), "--x", "distinct_2", "--y", "pass@5", "--model", "tiny-fixture-model", "-o", str(tmp_path / "p.png")]
+    assert plots.main(args) == 0
+    assert f"warning: skipped {broken}" in capsys.readouterr().err
+    assert plots.main([*args, "--strict"]) == 2
+    assert f"--strict: 1 results file under {root} could not be read: {broken}" in capsys.readouterr().err
 
 
 # ---- plots ------------------------------------------------------------------------------------
@@ -491,6 +580,42 @@ def test_sigma_series_and_baselines():
         _, series = plots.plot_sigma(sel, key, Path(tmp) / "s.png")
     assert [s for s, _ in sorted(series["embedding"])] == [0.002, 0.01, 0.05]
     assert "embedding + T=0.8" in series  # noise with sampling is its own line
+
+
+def test_plot_without_y_uses_the_tasks_primary_metric(tmp_path, capsys):
+    out = tmp_path / "sigma.png"
+    assert plots.main([str(SWEEP), "--kind", "sigma", "--model", "tiny-fixture-model", "--task", "tiny_gen", "-o", str(out)]) == 0
+    assert "y = pass@1,all_samples" in capsys.readouterr().out  # tiny_gen's metric_list starts with pass@1
+    assert_valid_png(out)
+    assert plots.main([str(SWEEP), "--x", "distinct_2", "--model", "tiny-fixture-model", "-o", str(tmp_path / "p.png")]) == 0
+    assert "(tiny-fixture-model, tiny_gen, y = pass@1,all_samples)" in capsys.readouterr().out
+    records, _ = table.collect(SWEEP)
+    assert {r["task"]["name"]: r["task"]["primary_metric"] for r in records} == {
+        "tiny_gen": "pass@1,all_samples", "tiny_mc": "acc,none"}
+    # the rule is stated in --help
+    with pytest.raises(SystemExit):
+        plots.main(["--help"])
+    assert "primary metric, the first metric its YAML declares" in " ".join(capsys.readouterr().out.split())
+
+
+def test_plots_average_seeds_and_show_measured_counts(tmp_path, capsys):
+    src = results_of("embed-0.002")
+    for seed, value in ((1, 0.9), (2, 1.0)):
+        data = copy_run(src, tmp_path / "embed" / f"seed-{seed}", seed=seed, pass5=value)
+        res = data["results"]["tiny_gen"]
+        res["distinct_2_measured,all_samples"] = 10 + seed  # 11 and 12 of 16 prompts
+        (tmp_path / "embed" / f"seed-{seed}" / src.path.name).write_text(json.dumps(data))
+    copy_run(results_of("greedy"), tmp_path / "greedy", seed=1)
+    out = tmp_path / "p.png"
+    assert plots.main([str(tmp_path), "--x", "distinct_2", "--y", "pass@5", "-o", str(out)]) == 0
+    msg = capsys.readouterr().out
+    assert "embedding σ=0.002 (2 seeds) (n=23/32)" in msg.split("Pareto frontier: ")[1]  # one point, not one per seed
+    assert_valid_png(out)
+    records, _ = table.collect(tmp_path)
+    noisy = [r for r in records if r["method"]["noise"] and r["task"]["name"] == "tiny_gen"]
+    assert plots.counts_note(noisy, ["distinct_2,all_samples"]) == " (n=23/32)"
+    assert plots.counts_note(noisy, ["pass@5,all_samples"]) == ""  # no count reported: nothing to say
+    assert plots.main([str(tmp_path), "--kind", "sigma", "--y", "distinct_2", "-o", str(tmp_path / "s.png")]) == 0
 
 
 def test_plot_errors_are_clear(tmp_path, capsys):

@@ -24,12 +24,19 @@ from lm_eval_noise.metrics import (
 
 
 def nltk_self_bleu(texts, max_n=4, method="max", tokenizer=str.split):
-    """Self-BLEU the slow way: one nltk sentence_bleu call per hypothesis (and reference, for "max")."""
-    toks = [tokenizer(t) for t in texts]
-    weights = (1.0 / max_n,) * max_n
+    """Self-BLEU the slow way: one nltk sentence_bleu call per hypothesis (and reference, for "max").
+
+    Empty samples are left out and each hypothesis is scored up to its effective order
+    e = min(max_n, its length) with weights (1/e,)*e (nltk's auto_reweigh, generalised to any max_n).
+    """
+    toks = [tokenizer(t) for t in texts if t.strip()]
+    if len(toks) < 2:
+        return math.nan
     smooth = SmoothingFunction().method1
     scores = []
     for i, hyp in enumerate(toks):
+        e = max(1, min(max_n, len(hyp)))
+        weights = (1.0 / e,) * e
         others = [ref for j, ref in enumerate(toks) if j != i]
         if method == "max":
             s = max(sentence_bleu([ref], hyp, weights=weights, smoothing_function=smooth) for ref in others)
@@ -37,6 +44,10 @@ def nltk_self_bleu(texts, max_n=4, method="max", tokenizer=str.split):
             s = sentence_bleu(others, hyp, weights=weights, smoothing_function=smooth)
         scores.append(s)
     return math.fsum(scores) / len(scores)
+
+
+def close(value, want):
+    return pytest.approx(want, abs=1e-9, rel=0, nan_ok=True) == value
 
 
 def levenshtein(a, b):
@@ -50,13 +61,14 @@ def levenshtein(a, b):
 
 
 def slow_edit_distance(texts, unit):
+    texts = [t for t in texts if t.strip()]
     seqs = texts if unit == "char" else [t.split() for t in texts]
     vals = []
     for i in range(len(seqs)):
         for j in range(i + 1, len(seqs)):
             longer = max(len(seqs[i]), len(seqs[j]))
             vals.append(levenshtein(seqs[i], seqs[j]) / longer if longer else 0.0)
-    return sum(vals) / len(vals) if vals else 0.0
+    return sum(vals) / len(vals) if vals else math.nan
 
 
 # Small vocabularies (ASCII and not) so that n-grams repeat within and across samples.
@@ -74,9 +86,7 @@ texts_strategy = st.lists(
 @settings(max_examples=150, deadline=None)
 @given(texts=texts_strategy, max_n=st.integers(1, 5))
 def test_self_bleu_matches_nltk_property(method, texts, max_n):
-    assert self_bleu(texts, max_n=max_n, method=method) == pytest.approx(
-        nltk_self_bleu(texts, max_n, method), abs=1e-9, rel=0
-    )
+    assert close(self_bleu(texts, max_n=max_n, method=method), nltk_self_bleu(texts, max_n, method))
 
 
 @pytest.mark.parametrize("method", ["max", "multi_ref"])
@@ -86,13 +96,14 @@ def test_self_bleu_matches_nltk_random_longer(method):
     for _ in range(15):
         k = rng.randint(2, 12)
         texts = [" ".join(rng.choices(vocab, k=rng.randint(0, 60))) for _ in range(k)]
-        assert self_bleu(texts, method=method) == pytest.approx(nltk_self_bleu(texts, 4, method), abs=1e-9, rel=0)
+        assert close(self_bleu(texts, method=method), nltk_self_bleu(texts, 4, method))
 
 
 FIXED_CASES = [
     ["the cat sat on the mat", "the cat sat on a mat", "a dog ran in the park"],
-    ["", "the cat sat on the mat"],  # empty hypothesis scores 0; empty reference gives no match
+    ["", "the cat sat on the mat"],  # one non-empty sample: not measurable
     ["", "", ""],
+    ["", "the cat sat on the mat", "the cat sat"],  # the empty sample is left out
     ["a b", "a b", "a b c"],  # hypotheses shorter than n: precision 0.1 for the missing orders
     ["a", "b"],  # no unigram match at all
     ["the the the the the the the", "the cat is on the mat", "there is a cat on the mat"],
@@ -106,9 +117,7 @@ FIXED_CASES = [
 @pytest.mark.parametrize("texts", FIXED_CASES)
 @pytest.mark.parametrize("max_n", [1, 2, 4])
 def test_self_bleu_fixed_cases(method, texts, max_n):
-    assert self_bleu(texts, max_n=max_n, method=method) == pytest.approx(
-        nltk_self_bleu(texts, max_n, method), abs=1e-9, rel=0
-    )
+    assert close(self_bleu(texts, max_n=max_n, method=method), nltk_self_bleu(texts, max_n, method))
 
 
 @pytest.mark.parametrize("method", ["max", "multi_ref"])
@@ -118,11 +127,35 @@ def test_self_bleu_identical_samples_is_one(method):
 
 @pytest.mark.parametrize("method", ["max", "multi_ref"])
 def test_self_bleu_degenerate(method):
-    assert self_bleu([], method=method) == 0.0
-    assert self_bleu(["only one sample here"], method=method) == 0.0  # K = 1: no pairs, by convention
-    assert self_bleu(["", ""], method=method) == 0.0
-    # identical but shorter than max_n: nltk's method1 gives 0.1 precision to the missing orders
-    assert self_bleu(["a b", "a b"], method=method) == pytest.approx(0.1**0.5)
+    assert math.isnan(self_bleu([], method=method))
+    assert math.isnan(self_bleu(["only one sample here"], method=method))  # K = 1: no pair
+    assert math.isnan(self_bleu([""] * 10, method=method))  # nothing to compare, not "perfectly diverse"
+    assert math.isnan(self_bleu(["  ", "\n", "one"], method=method))
+    # identical but shorter than max_n: scored up to their own length, so identical is 1.0
+    assert self_bleu(["a b", "a b"], method=method) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method", ["max", "multi_ref"])
+def test_self_bleu_ranks_collapsed_short_output_least_diverse(method):
+    stories = [
+        "The dragon slept under the old bridge until the spring floods woke it.",
+        "She found a map in the attic and followed it to an empty field.",
+        "Nobody on the station remembered launching the probe, yet it came back.",
+        "The baker's cat learned to open the oven and nobody could stop it.",
+        "Rain fell upward in the village for one whole afternoon in June.",
+        "His grandfather's watch ran backwards whenever somebody told a lie.",
+        "The lighthouse keeper wrote letters to a ship that sank a century ago.",
+        "A door appeared in the hedge maze, painted blue, with no handle.",
+        "The twins swapped names for a day and neither wanted to swap back.",
+        "When the music stopped, the statues in the park took a bow.",
+    ]
+    collapsed = self_bleu(["The end."] * 10, method=method)
+    assert collapsed == pytest.approx(1.0)  # nltk without auto_reweigh gave 0.1**0.5 = 0.32 here
+    assert collapsed > self_bleu(stories, method=method)
+    # auto_reweigh is nltk's own name for the effective order used here
+    toks = ["The", "end."]
+    ref = sentence_bleu([toks], toks, smoothing_function=SmoothingFunction().method1, auto_reweigh=True)
+    assert collapsed == pytest.approx(ref)
 
 
 def test_self_bleu_methods_differ():
@@ -133,7 +166,7 @@ def test_self_bleu_methods_differ():
 def test_self_bleu_tokenizer():
     texts = ["abcab", "abcba", "cab"]
     got = self_bleu(texts, max_n=2, tokenizer=list)
-    assert got == pytest.approx(nltk_self_bleu(texts, 2, "max", tokenizer=list), abs=1e-9, rel=0)
+    assert close(got, nltk_self_bleu(texts, 2, "max", tokenizer=list))
     assert self_bleu(texts, max_n=2) != got  # whitespace tokens: three distinct one-token samples
 
 
@@ -147,7 +180,7 @@ def test_self_bleu_hf_style_tokenizer():
     texts = ["def f(x): return x+1", "def g(x): return x+2", "def f(y): return y*1"]
     for method in ("max", "multi_ref"):
         want = nltk_self_bleu(texts, 4, method, tokenizer=tokenize)
-        assert self_bleu(texts, method=method, tokenizer=tokenize) == pytest.approx(want, abs=1e-9, rel=0)
+        assert close(self_bleu(texts, method=method, tokenizer=tokenize), want)
 
 
 def test_self_bleu_many_samples_with_heavy_repeats():
@@ -155,7 +188,7 @@ def test_self_bleu_many_samples_with_heavy_repeats():
     rng = random.Random(7)
     texts = [" ".join(rng.choices(["a", "b", "c"] + [f"w{i}" for i in range(300)], k=40)) for _ in range(45)]
     for method in ("max", "multi_ref"):
-        assert self_bleu(texts, method=method) == pytest.approx(nltk_self_bleu(texts, 4, method), abs=1e-9, rel=0)
+        assert close(self_bleu(texts, method=method), nltk_self_bleu(texts, 4, method))
 
 
 # ---------------------------------------------------------------- distinct_n
@@ -174,15 +207,18 @@ def test_distinct_n_hand_worked():
 def test_distinct_n_never_crosses_samples():
     # Crossing the boundary would add "b a": 2 unique of 3. Within samples: "a b" twice.
     assert distinct_n(["a b", "a b"], 2) == pytest.approx(0.5)
-    assert distinct_n(["a b", "a b"], 3) == 0.0  # no sample has 3 tokens
+    assert math.isnan(distinct_n(["a b", "a b"], 3))  # no sample has 3 tokens: nothing to count
 
 
 def test_distinct_n_degenerate_and_tokenizer():
-    assert distinct_n([], 2) == 0.0
-    assert distinct_n(["", "   "], 1) == 0.0
+    assert math.isnan(distinct_n([], 2))
+    assert math.isnan(distinct_n(["", "   "], 1))
+    assert math.isnan(distinct_n(["one lonely sample", "", ""], 1))  # fewer than two non-empty samples
+    assert math.isnan(distinct_n(["a", "b", "c"], 2))  # three different words: not "least diverse" (0.0)
     assert distinct_n(["same", "same", "same"], 1) == pytest.approx(1 / 3)
-    assert distinct_n(["aab"], 1, tokenizer=list) == pytest.approx(2 / 3)
-    assert distinct_n(["日本 日本 語"], 1) == pytest.approx(2 / 3)
+    assert distinct_n(["same", "", "same"], 1) == pytest.approx(1 / 2)
+    assert distinct_n(["aab", "b"], 1, tokenizer=list) == pytest.approx(2 / 4)
+    assert distinct_n(["日本 日本 語", "語"], 1) == pytest.approx(2 / 4)
 
 
 # ---------------------------------------------------------------- edit_distance
@@ -195,15 +231,16 @@ def test_edit_distance_matches_pure_python(unit):
     for _ in range(60):
         k = rng.randint(0, 5)
         texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 10))) for _ in range(k)]
-        assert edit_distance(texts, unit=unit) == pytest.approx(slow_edit_distance(texts, unit), abs=1e-12)
+        assert pytest.approx(slow_edit_distance(texts, unit), abs=1e-12, nan_ok=True) == edit_distance(texts, unit=unit)
 
 
 def test_edit_distance_cases():
     assert edit_distance(["kitten", "sitting"]) == pytest.approx(3 / 7)
-    assert edit_distance(["", ""]) == 0.0
-    assert edit_distance(["", "abc"]) == 1.0
-    assert edit_distance(["abc"]) == 0.0
-    assert edit_distance([]) == 0.0
+    assert math.isnan(edit_distance(["", ""]))
+    assert math.isnan(edit_distance(["", "abc"]))  # an empty answer is not "maximally different"
+    assert edit_distance(["", "abc", "abd"]) == pytest.approx(1 / 3)
+    assert math.isnan(edit_distance(["abc"]))
+    assert math.isnan(edit_distance([]))
     assert edit_distance(["a b c", "a x c"], unit="token") == pytest.approx(1 / 3)
     assert edit_distance(["ab", "ba"], unit="token", tokenizer=list) == pytest.approx(1.0)
 
@@ -227,7 +264,8 @@ def test_unique_ratio():
     assert unique_ratio(["a", "b", "a", "c"]) == pytest.approx(3 / 4)
     assert unique_ratio(["x"] * 5) == pytest.approx(1 / 5)
     assert unique_ratio(["a", "a "]) == 1.0  # exact string comparison
-    assert unique_ratio([]) == 0.0
+    assert unique_ratio([""] * 10) == pytest.approx(0.1)  # ten equal (empty) answers
+    assert math.isnan(unique_ratio([]))
 
 
 def test_compile_rate():
@@ -240,7 +278,7 @@ def test_compile_rate():
         "",
     ]
     assert compile_rate(codes) == pytest.approx(3 / 6)
-    assert compile_rate([]) == 0.0
+    assert math.isnan(compile_rate([]))
 
 
 # ---------------------------------------------------------------- argument errors
@@ -283,20 +321,46 @@ def test_aggregation_keeps_lm_eval_stderr(tmp_path, monkeypatch):
     # Why re-export rather than wrap: lm-eval matches by identity, so a wrapper gets "N/A".
     assert lm_metrics.stderr_for_metric(lambda xs: lm_metrics.mean(xs), 1000) is None
 
-    # The way a task uses it: `aggregation: !function utils.nanmean` next to a utils.py that imports it.
-    loader = pytest.importorskip("lm_eval.tasks._yaml_loader")
-    (tmp_path / "utils.py").write_text("from lm_eval_noise.metrics.aggregation import mean, nanmean  # noqa: F401\n")
-    (tmp_path / "task.yaml").write_text(
-        "task: t\nmetric_list:\n  - metric: self_bleu\n    aggregation: !function utils.nanmean\n"
-        "    higher_is_better: false\n"
+    # The way a task uses it: `aggregation: !function utils.nanmean` next to a utils.py that imports it,
+    # loaded by lm-eval's own TaskManager.
+    from lm_eval.tasks import TaskManager
+
+    (tmp_path / "utils.py").write_text(
+        "import datasets\n"
+        "from lm_eval_noise.metrics.aggregation import mean, nanmean  # noqa: F401\n"
+        "from lm_eval_noise.metrics.measured import count  # noqa: F401\n"
+        "def load(**kw):\n"
+        "    return datasets.DatasetDict({'test': datasets.Dataset.from_list([{'x': 'a'}])})\n"
     )
-    agg = loader.load_yaml(tmp_path / "task.yaml")["metric_list"][0]["aggregation"]
-    assert agg is lm_metrics.nanmean
+    (tmp_path / "agg_task.yaml").write_text(
+        "task: agg_task\ncustom_dataset: !function utils.load\ntest_split: test\noutput_type: generate_until\n"
+        "doc_to_text: '{{x}}'\ndoc_to_target: ''\nmetric_list:\n"
+        "  - metric: self_bleu\n    aggregation: !function utils.nanmean\n    higher_is_better: false\n"
+        "  - metric: distinct_2\n    aggregation: nanmean\n    higher_is_better: true\n"
+        "  - metric: distinct_2_measured\n    aggregation: !function utils.count\n    higher_is_better: true\n"
+    )
+    task = TaskManager(include_path=str(tmp_path), include_defaults=False).load(["agg_task"])["tasks"]["agg_task"]
+    aggs = task.aggregation()
+    agg = aggs["self_bleu"]
+    assert agg is lm_metrics.nanmean and aggs["distinct_2"] is lm_metrics.nanmean
     values = [0.1, 0.4, float("nan"), 0.3, 0.2]
     assert agg(values) == pytest.approx(0.25)
+    assert aggs["distinct_2_measured"]([1, 0, 1, 1]) == 3
+    assert lm_metrics.stderr_for_metric(aggs["distinct_2_measured"], 1000) is None  # a count has no stderr
     monkeypatch.setenv("DISABLE_MULTIPROC", "1")
     stderr = lm_metrics.stderr_for_metric(agg, 1000)(values)
     assert 0.0 < stderr < 0.2
+
+
+def test_measured_counts_name_their_metric():
+    from lm_eval_noise.metrics.measured import measured_name, measured_of, with_measured
+
+    assert measured_name("self_bleu") == "self_bleu_measured"
+    assert measured_name("self_bleu,all_samples") == "self_bleu_measured,all_samples"
+    assert measured_of("self_bleu_measured,all_samples") == "self_bleu,all_samples"
+    assert measured_of("self_bleu,all_samples") is None and measured_of("_measured") is None
+    out = with_measured({"a": 0.5, "b": math.nan, "c": 1.0}, ["a", "b"])
+    assert out["a_measured"] == 1 and out["b_measured"] == 0 and "c_measured" not in out
 
 
 # ---------------------------------------------------------------- per-sample scores and the benchmark
@@ -307,18 +371,20 @@ def test_self_bleu_per_sample_matches_nltk(method):
     from lm_eval_noise.metrics.self_bleu import self_bleu_per_sample
 
     rng = random.Random(3)
-    texts = [" ".join(rng.choices(["a", "b", "c", "d", "é"], k=rng.randint(0, 15))) for _ in range(6)]
+    texts = [" ".join(rng.choices(["a", "b", "c", "d", "é"], k=rng.randint(1, 15))) for _ in range(6)]
     toks = [t.split() for t in texts]
     smooth = SmoothingFunction().method1
     got = self_bleu_per_sample(texts, method=method)
     for i, hyp in enumerate(toks):
         others = [r for j, r in enumerate(toks) if j != i]
         if method == "max":
-            want = max(sentence_bleu([r], hyp, smoothing_function=smooth) for r in others)
+            want = max(sentence_bleu([r], hyp, smoothing_function=smooth, auto_reweigh=True) for r in others)
         else:
-            want = sentence_bleu(others, hyp, smoothing_function=smooth)
+            want = sentence_bleu(others, hyp, smoothing_function=smooth, auto_reweigh=True)
         assert got[i] == pytest.approx(want, abs=1e-9, rel=0)
-    assert list(self_bleu_per_sample(["one"])) == [0.0]
+    assert np.isnan(self_bleu_per_sample(["one"])).all()
+    per = self_bleu_per_sample(["a b c", " ", "a b c"])
+    assert math.isnan(per[1]) and per[0] == per[2] == pytest.approx(1.0)
 
 
 def test_bench_self_bleu_smoke():
@@ -344,4 +410,4 @@ def test_self_bleu_dense_and_sparse_paths_agree(monkeypatch, share):
     texts = [" ".join(rng.choices(["a", "b", "c", "d"] + [f"w{i}" for i in range(50)], k=30)) for _ in range(20)]
     want = nltk_self_bleu(texts, 4, "max")
     monkeypatch.setattr(mod, "_DENSE_SHARE", share)
-    assert self_bleu(texts, method="max") == pytest.approx(want, abs=1e-9, rel=0)
+    assert close(self_bleu(texts, method="max"), want)

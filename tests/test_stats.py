@@ -198,3 +198,60 @@ def test_compare_pairs_by_doc_id_without_hashes(tmp_path):
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     report = compare.compare_runs([tmp_path / "greedy", tmp_path / "temp-0.8"], tasks=["tiny_gen"], iterations=200)
     assert all(r["n"] == 16 for r in report["rows"])
+
+
+# ---- unreadable results files ------------------------------------------------------------------
+
+
+def corrupt_copy(src: Path, dst: Path) -> Path:
+    """Copy a run folder and truncate its newest results JSON mid-write; returns the broken file."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    newest = max(find_results_files(dst), key=lambda f: f.date).path
+    newest.write_text(newest.read_text()[:200])
+    return newest
+
+
+def test_compare_names_a_corrupt_results_file(tmp_path, capsys):
+    broken = corrupt_copy(SWEEP / "temp-1.5", tmp_path / "temp-1.5")  # its only run: tiny_gen and tiny_mc
+    (tmp_path / "temp-1.5" / "extra").mkdir()
+    (tmp_path / "temp-1.5" / "extra" / "results_2026-01-01T00-00-00.json").write_text("")  # empty, no samples
+    with pytest.raises(ResultsError) as err:
+        compare.compare_runs([SWEEP / "greedy", tmp_path / "temp-1.5"], iterations=100)
+    assert "no lm-eval results JSON found" in str(err.value) and str(broken) in str(err.value)
+    assert "warning: skipped" in capsys.readouterr().err
+
+    # A run folder holding a good file (tiny_gen) and a corrupt one (tiny_gen and tiny_mc, judging by its
+    # samples files): tiny_mc is reported as unreadable there, not as "not in every run".
+    import shutil
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(SWEEP / "wa-0.03", mixed)
+    shutil.copytree(SWEEP / "temp-1.5", mixed / "other")
+    (other,) = [f.path for f in find_results_files(mixed / "other")]
+    other.write_text('{"results": {')
+    report = compare.compare_runs([SWEEP / "temp-1.5", mixed], iterations=100)
+    err = capsys.readouterr().err
+    assert f"warning: skipped {other}: not valid JSON" in err and "it held tiny_gen, tiny_mc" in err
+    (note,) = [n for n in report["notes"] if "tiny_mc" in n]
+    assert "could not be read" in note and str(other) in note and "not in every run" not in note
+    assert {r["task"] for r in report["rows"]} == {"tiny_gen"}
+
+
+def test_compare_strict_refuses_a_corrupt_file(tmp_path, capsys):
+    broken = corrupt_copy(SWEEP / "embed-0.002", tmp_path / "embed")
+    assert compare.main([str(SWEEP / "greedy"), str(tmp_path / "embed"), "--iterations", "100"]) == 0
+    assert str(broken) in capsys.readouterr().err
+    assert compare.main([str(SWEEP / "greedy"), str(tmp_path / "embed"), "--iterations", "100", "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --strict: 1 results file under" in err and str(broken) in err
+
+
+def test_compare_footer_counts_comparisons_in_words(capsys):
+    assert compare.main([str(SWEEP / "greedy"), str(SWEEP / "temp-0.8"), "--iterations", "100", "--tasks", "tiny_gen"]) == 0
+    out = capsys.readouterr().out
+    assert "(1 comparison)" in out and "comparisons)" not in out
+    assert compare.main([str(SWEEP / "greedy"), str(SWEEP / "temp-0.8"), str(SWEEP / "temp-1.5"),
+                         "--iterations", "100", "--tasks", "tiny_gen"]) == 0
+    assert "(2 comparisons)" in capsys.readouterr().out

@@ -24,9 +24,10 @@ from typing import Any
 
 from lm_eval_noise.leaderboard.directions import HIGHER, LOWER, direction_word
 from lm_eval_noise.leaderboard.method import fmt_num, format_label
-from lm_eval_noise.leaderboard.records import row_labels
+from lm_eval_noise.leaderboard.records import short_model_name
 from lm_eval_noise.leaderboard.results_io import ResultsError, display_metric, resolve_metric
 from lm_eval_noise.leaderboard.table import collect, method_sort_key
+from lm_eval_noise.metrics.measured import measured_name
 
 KIND_COLORS = {"greedy": "#222222", "sampling": "#1f77b4", "noise": "#ff7f0e", "noise+sampling": "#9467bd"}
 FRONTIER_COLOR = "#d62728"
@@ -50,16 +51,26 @@ class Selection:
     records: list[dict]
 
 
-def select(records: list[dict], metrics: Sequence[str], task: str | None, model: str | None) -> tuple[Selection, list[str]]:
-    """Pick the model and task holding all `metrics`; returns the selection and the resolved keys."""
+def select(
+    records: list[dict], metrics: Sequence[str | None], task: str | None, model: str | None
+) -> tuple[Selection, list[str]]:
+    """Pick the model and task holding all `metrics`; returns the selection and the resolved keys.
+
+    A metric of None stands for the task's primary metric (`primary_metric` in records.py: the
+    first metric its YAML declares). `model` is a full model name or its short name.
+    """
     models = sorted({r["model"]["name"] for r in records})
     if model is None:
         if len(models) > 1:
             raise ResultsError(f"results hold several models; pick one with --model: {', '.join(models)}")
         model = models[0]
     elif model not in models:
-        raise ResultsError(f"--model {model!r} not found; available: {', '.join(models)}")
+        by_short = sorted({r["model"]["name"] for r in records if short_model_name(r["model"]["name"]) == model})
+        if len(by_short) != 1:
+            raise ResultsError(f"--model {model!r} not found; available: {', '.join(models)}")
+        model = by_short[0]
     records = [r for r in records if r["model"]["name"] == model]
+    primary = {r["task"]["name"]: r["task"].get("primary_metric") for r in records}
 
     keys_by_task: dict[str, set[str]] = {}
     for r in records:
@@ -75,18 +86,29 @@ def select(records: list[dict], metrics: Sequence[str], task: str | None, model:
     errors = []
     for t in candidates:
         try:
-            fits[t] = [resolve_metric(m, keys_by_task[t], where=f"task {t!r}") for m in metrics]
+            fits[t] = [resolve_metric(m if m is not None else _primary(t, primary), keys_by_task[t], where=f"task {t!r}")
+                       for m in metrics]
         except ResultsError as e:
             errors.append(str(e))
     if not fits:
         if task is not None:
             raise ResultsError(errors[0])
         listed = "; ".join(f"{t}: {', '.join(sorted(display_metric(k, ks) for k in ks))}" for t, ks in sorted(keys_by_task.items()))
-        raise ResultsError(f"no task has all of {', '.join(metrics)}; available metrics per task: {listed}")
+        raise ResultsError(f"no task has all of {', '.join(_names(metrics))}; available metrics per task: {listed}")
     if len(fits) > 1:
-        raise ResultsError(f"several tasks have {', '.join(metrics)}; pick one with --task: {', '.join(sorted(fits))}")
+        raise ResultsError(f"several tasks have {', '.join(_names(metrics))}; pick one with --task: {', '.join(sorted(fits))}")
     (t, keys), = fits.items()
     return Selection(model, t, [r for r in records if r["task"]["name"] == t]), keys
+
+
+def _primary(task: str, primary: dict[str, str | None]) -> str:
+    if not primary.get(task):
+        raise ResultsError(f"task {task!r} declares no metric to use by default; pass --y")
+    return primary[task]
+
+
+def _names(metrics: Sequence[str | None]) -> list[str]:
+    return [m if m is not None else "its primary metric" for m in metrics]
 
 
 def pareto_front(xs: Sequence[float], ys: Sequence[float], x_dir: int = HIGHER, y_dir: int = HIGHER) -> list[int]:
@@ -108,13 +130,36 @@ def pareto_front(xs: Sequence[float], ys: Sequence[float], x_dir: int = HIGHER, 
 
 
 def _points(sel: Selection, xkey: str, ykey: str) -> list[Point]:
-    pts = []
-    for r, label in zip(sel.records, row_labels(sel.records)):
+    """One point per method: its value, or the mean over its seeds (error bar: standard error across
+    seeds), labelled with the seed count and "(n=a/b)" where a metric was measurable on a of b prompts."""
+    groups: dict[str, list[dict]] = {}
+    for r in sel.records:
         if xkey in r["metrics"] and ykey in r["metrics"]:
-            mx, my = r["metrics"][xkey], r["metrics"][ykey]
-            if not (math.isnan(mx["value"]) or math.isnan(my["value"])):
-                pts.append(Point(label, r["method"], mx["value"], my["value"], mx["stderr"], my["stderr"]))
+            groups.setdefault(r["method"]["label"], []).append(r)
+    pts = []
+    for label, runs in groups.items():
+        x, xerr = _mean_and_error([(r["metrics"][xkey]["value"], r["metrics"][xkey]["stderr"]) for r in runs])
+        y, yerr = _mean_and_error([(r["metrics"][ykey]["value"], r["metrics"][ykey]["stderr"]) for r in runs])
+        if math.isnan(x) or math.isnan(y):
+            continue
+        seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
+        pts.append(Point(label + seeds + counts_note(runs, [xkey, ykey]), runs[0]["method"], x, y, xerr, yerr))
     return pts
+
+
+def counts_note(runs: list[dict], keys: Sequence[str]) -> str:
+    """" (n=a/b)" when a metric of `keys` was measurable on only a of the b prompts of `runs` (the
+    lowest a over the keys; both summed over seeds), else ""."""
+    worst = None
+    for key in keys:
+        counts = [r["metrics"].get(measured_name(key)) for r in runs]
+        sizes = [r["n_samples"].get("effective") for r in runs]
+        if None in counts or None in sizes:
+            continue
+        a, b = int(sum(c["value"] for c in counts)), int(sum(sizes))
+        if a < b and (worst is None or a < worst[0]):
+            worst = (a, b)
+    return f" (n={worst[0]}/{worst[1]})" if worst else ""
 
 
 def _new_figure(width: float = 9.0, height: float = 6.5):
@@ -138,11 +183,6 @@ def _save(fig, output: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return output
-
-
-def _short(model: str) -> str:
-    """A local model path as its folder name, for titles; hub ids as they are."""
-    return Path(model).name if model.startswith(("/", "./", "~")) else model
 
 
 def _axis_label(sel: Selection, key: str) -> str:
@@ -212,7 +252,7 @@ def plot_pareto(sel: Selection, xkey: str, ykey: str, output: str | Path, title:
     ax.plot([p.x for p in ordered], [p.y for p in ordered], color=FRONTIER_COLOR, linestyle="--", linewidth=1.5, zorder=2)
     ax.set_xlabel(_axis_label(sel, xkey))
     ax.set_ylabel(_axis_label(sel, ykey))
-    ax.set_title(title or f"{_short(sel.model)} · {sel.task}: Pareto frontier")
+    ax.set_title(title or f"{short_model_name(sel.model)} · {sel.task}: Pareto frontier")
     ax.grid(True, alpha=0.3)
     ax.margins(x=0.12, y=0.08)
     from matplotlib.lines import Line2D
@@ -233,10 +273,13 @@ def _series_name(method: dict[str, Any]) -> str:
 
 
 def _mean_and_error(runs: list[tuple[float, float | None]]) -> tuple[float, float]:
-    """One run: its value and stderr. Several seeds: their mean and the standard error across them."""
-    values = [v for v, _ in runs]
+    """One run: its value and stderr. Several seeds: their mean and the standard error across them
+    (seeds whose value is NaN, i.e. not measurable on any prompt, are left out)."""
     if len(runs) == 1:
-        return values[0], runs[0][1] or 0.0
+        return runs[0][0], runs[0][1] or 0.0
+    values = [v for v, _ in runs if not math.isnan(v)]
+    if len(values) < 2:
+        return (values[0], 0.0) if values else (math.nan, 0.0)
     mean = sum(values) / len(values)
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
     return mean, sd / math.sqrt(len(values))
@@ -250,6 +293,7 @@ def plot_sigma(sel: Selection, ykey: str, output: str | Path, title: str | None 
     """
     series: dict[str, dict[float, list[tuple[float, float | None]]]] = {}
     baselines: dict[str, tuple[dict[str, Any], list[tuple[float, float | None]]]] = {}
+    runs_at: dict[tuple[str, float], list[dict]] = {}
     for r in sel.records:
         if ykey not in r["metrics"]:
             continue
@@ -260,6 +304,7 @@ def plot_sigma(sel: Selection, ykey: str, output: str | Path, title: str | None 
         elif noise.get("scale") is not None:
             by_scale = series.setdefault(_series_name(r["method"]), {})
             by_scale.setdefault(noise["scale"], []).append((m["value"], m["stderr"]))
+            runs_at.setdefault((_series_name(r["method"]), noise["scale"]), []).append(r)
     if not series:
         raise ResultsError(f"no noise run with a single noise scale has {ykey} in {sel.task}")
     curves = {name: [(scale, *_mean_and_error(runs)) for scale, runs in sorted(by_scale.items())]
@@ -270,6 +315,10 @@ def plot_sigma(sel: Selection, ykey: str, output: str | Path, title: str | None 
     for name, pts in curves.items():
         ax.errorbar([s for s, _, _ in pts], [v for _, v, _ in pts], yerr=[e for _, _, e in pts],
                     marker="o", capsize=3, label=name)
+        for scale, value, _ in pts:  # where the metric was not measurable on every prompt, say on how many
+            note = counts_note(runs_at[(name, scale)], [ykey]).strip()
+            if note and not math.isnan(value):
+                ax.annotate(note, (scale, value), xytext=(4, -10), textcoords="offset points", fontsize=7, color="#555555")
     styles = ["--", ":", "-.", (0, (1, 1)), (0, (6, 2, 1, 2, 1, 2))]
     greys = ["#000000", "#4d4d4d", "#7a7a7a", "#a6a6a6"]
     for k, (method, runs) in enumerate(sorted(baselines.values(), key=lambda b: method_sort_key(b[0]))):
@@ -283,7 +332,7 @@ def plot_sigma(sel: Selection, ykey: str, output: str | Path, title: str | None 
     ax.set_xticks(scales, [fmt_num(t) for t in scales])
     ax.set_xlabel("noise scale σ (relative)")
     ax.set_ylabel(_axis_label(sel, ykey))
-    ax.set_title(title or f"{_short(sel.model)} · {sel.task}: σ sweep")
+    ax.set_title(title or f"{short_model_name(sel.model)} · {sel.task}: σ sweep")
     ax.grid(True, alpha=0.3)
     fig.legend(loc="outside right center", fontsize=8, frameon=False)
     return _save(fig, output), {k: [(s, v) for s, v, _ in pts] for k, pts in curves.items()}
@@ -297,27 +346,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("results_dir", help="folder searched recursively for lm-eval results JSONs")
     parser.add_argument("--kind", choices=["pareto", "sigma"], default="pareto")
     parser.add_argument("--x", help="x-axis metric for --kind pareto (e.g. distinct_2); --kind sigma always uses the noise scale")
-    parser.add_argument("--y", required=True, help="y-axis metric (e.g. pass@5), with or without ',filter'")
+    parser.add_argument("--y", help="y-axis metric (e.g. pass@5), with or without ',filter'; default: the task's "
+                        "primary metric, the first metric its YAML declares in metric_list (pass@1 for the code tasks)")
     parser.add_argument("--output", "-o", help="image path (.png, .pdf, .svg); default: <kind>.png")
     parser.add_argument("--task", help="the task to plot, when several tasks have the metrics")
-    parser.add_argument("--model", help="the model to plot, when the results hold several")
+    parser.add_argument("--model", help="the model to plot, when the results hold several (full or short name)")
     parser.add_argument("--title")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with an error when a results JSON under the folder cannot be read "
+                        "(default: name it in a warning and go on without it)")
     args = parser.parse_args(argv)
     output = args.output or f"{args.kind}.png"
     try:
-        records, _ = collect(args.results_dir)
+        records, _ = collect(args.results_dir, args.strict)
         if args.kind == "pareto":
             if not args.x:
                 raise ResultsError("--kind pareto needs --x (e.g. --x distinct_2)")
             sel, (xkey, ykey) = select(records, [args.x, args.y], args.task, args.model)
             path, front = plot_pareto(sel, xkey, ykey, output, args.title)
-            print(f"wrote {path} ({sel.model}, {sel.task}); Pareto frontier: {', '.join(front)}")
+            print(f"wrote {path} ({sel.model}, {sel.task}, y = {ykey}); Pareto frontier: {', '.join(front)}")
         else:
             if args.x and args.x not in SIGMA_AXIS_NAMES:
                 raise ResultsError(f"--kind sigma plots against the noise scale; --x must be left out or one of {', '.join(SIGMA_AXIS_NAMES)}")
             sel, (ykey,) = select(records, [args.y], args.task, args.model)
             path, series = plot_sigma(sel, ykey, output, args.title)
-            print(f"wrote {path} ({sel.model}, {sel.task}); series: {', '.join(sorted(series))}")
+            print(f"wrote {path} ({sel.model}, {sel.task}, y = {ykey}); series: {', '.join(sorted(series))}")
     except ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -8,9 +8,9 @@ with stderr, versions, date), with the resolved method (noise + decoding) added:
 
     {
       "schema": "lm_eval_noise.leaderboard/1",
-      "model": {"name", "name_sanitized", "source", "args", "dtype", "revision", "sha", "num_parameters"},
+      "model": {"name", "short_name", "name_sanitized", "source", "args", "dtype", "revision", "sha", "num_parameters"},
       "method": {"label", "slug", "kind", "noise": {...} | null, "generation": {...}, "source"},
-      "task": {"name", "alias", "version", "output_type", "n_shot", "repeats", "hash"},
+      "task": {"name", "alias", "version", "output_type", "n_shot", "repeats", "hash", "primary_metric"},
       "metrics": {"pass@5,none": {"metric", "filter", "value", "stderr", "direction"}, ...},
       "n_samples": {"original", "effective"},
       "limit": ..., "seed": {"run", "random", "numpy", "torch", "fewshot", "noise"},
@@ -44,6 +44,7 @@ from lm_eval_noise.leaderboard.results_io import (
     split_metric_key,
     task_metrics,
 )
+from lm_eval_noise.metrics.measured import measured_of
 
 SCHEMA = "lm_eval_noise.leaderboard/1"
 
@@ -108,6 +109,7 @@ def to_leaderboard_record(results_json: dict[str, Any] | ResultsFile | str | Pat
                     "n_shot": (data.get("n-shot") or {}).get(task),
                     "repeats": task_cfg.get("repeats"),
                     "hash": (data.get("task_hashes") or {}).get(task),
+                    "primary_metric": primary_metric(task_cfg, metrics),
                 },
                 "metrics": metrics,
                 "n_samples": {"original": n_samples.get("original"), "effective": n_samples.get("effective")},
@@ -129,6 +131,20 @@ def to_leaderboard_record(results_json: dict[str, Any] | ResultsFile | str | Pat
     return records
 
 
+def primary_metric(task_cfg: dict[str, Any], metrics: dict[str, Any]) -> str | None:
+    """The task's headline metric key ("metric,filter"): the first metric its YAML declares in
+    metric_list (pass@1 for the code tasks), else the first metric in its results; counts of
+    measured prompts (`<metric>_measured`) are never it."""
+    declared = [m.get("metric") for m in task_cfg.get("metric_list") or [] if isinstance(m, dict)]
+    for name in [*declared, *(split_metric_key(k)[0] for k in metrics)]:
+        if not isinstance(name, str) or measured_of(name) is not None:
+            continue
+        keys = [k for k in metrics if split_metric_key(k)[0] == name]
+        if keys:
+            return keys[0]
+    return None
+
+
 def run_seed(results: dict[str, Any]) -> Any:
     """The seed that tells repeated runs of one method apart: the sweep's seed, else hf-noisy's
     noise_seed (which also seeds its sampling), else lm-eval's torch seed (stock `hf` sampling)."""
@@ -144,12 +160,22 @@ def run_seed(results: dict[str, Any]) -> Any:
     return config.get("torch_seed")
 
 
+def short_model_name(name: str) -> str:
+    """A local model path as its folder name ("/root/.cache/x/tiny-llama" -> "tiny-llama"); hub ids
+    ("org/model") and other names as they are."""
+    text = str(name)
+    if text.startswith(("/", "./", "../", "~")):
+        return Path(text.rstrip("/")).name or text
+    return text
+
+
 def _model(data: dict[str, Any]) -> dict[str, Any]:
     config = data.get("config") or {}
     args = config.get("model_args")
     name = data.get("model_name") or parse_model_args(args).get("pretrained") or config.get("model") or "unknown"
     return {
         "name": name,
+        "short_name": short_model_name(name),
         "name_sanitized": data.get("model_name_sanitized") or _sanitize(name),
         "source": data.get("model_source") or config.get("model"),
         "args": args,

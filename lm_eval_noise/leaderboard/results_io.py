@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -83,24 +84,83 @@ def load_results(path: str | Path) -> ResultsFile:
     return ResultsFile(path, data)
 
 
-def find_results_files(root: str | Path) -> list[ResultsFile]:
-    """Every lm-eval results JSON at or under `root` (a file or a folder, searched recursively)."""
+@dataclass(frozen=True)
+class Unreadable:
+    """A results JSON found in a folder that could not be read (corrupt, truncated, unreadable)."""
+
+    path: Path
+    reason: str
+
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks it probably held: those of the samples files that share its date id."""
+        date_id = file_date_id(self.path.name)
+        if date_id is None:
+            return []
+        found = (sample_file_task(p.name) for p in self.path.parent.glob(f"samples_*_{date_id}.jsonl"))
+        return sorted({t for t in found if t})
+
+    def describe(self) -> str:
+        tasks = self.tasks
+        held = f" (it held {', '.join(tasks)}, judging by its samples files)" if tasks else ""
+        return f"{self.path}: {self.reason}{held}"
+
+
+def scan_results(root: str | Path) -> tuple[list[ResultsFile], list[Unreadable]]:
+    """Every lm-eval results JSON at or under `root` (a file or a folder, searched recursively),
+    and the files that should have been one but could not be read.
+
+    Unreadable: a .json that is not valid JSON (a truncated or corrupt write), cannot be read
+    from disk, or is named like lm-eval's results (`<stem>_<date_id>.json`) yet is not one.
+    Other valid JSON (a leaderboard written with --json, records) is not a results file and is
+    passed over. A single file given as `root` must be a results JSON (ResultsError otherwise).
+    """
     root = Path(root)
     if root.is_file():
-        return [load_results(root)]
+        return [load_results(root)], []
     if not root.is_dir():
         raise ResultsError(f"no such file or folder: {root}")
-    found = []
+    found, unreadable = [], []
     for path in sorted(root.rglob("*.json")):
         if any(part.startswith(".") for part in path.relative_to(root).parts):
             continue
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        except OSError as e:
+            unreadable.append(Unreadable(path, f"cannot be read ({e.strerror or e})"))
+            continue
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            unreadable.append(Unreadable(path, f"not valid JSON, corrupt or truncated ({e})"))
             continue
         if is_results_json(data):
             found.append(ResultsFile(path, data))
-    return found
+        elif file_date_id(path.name) is not None:
+            unreadable.append(Unreadable(path, "named like an lm-eval results file but holds no 'results' and 'config'"))
+    return found, unreadable
+
+
+def find_results_files(root: str | Path) -> list[ResultsFile]:
+    """The readable results JSONs of `scan_results` (unreadable files are passed over silently:
+    the commands use `read_results_tree`, which names them)."""
+    return scan_results(root)[0]
+
+
+def read_results_tree(root: str | Path, strict: bool = False, warn=None) -> tuple[list[ResultsFile], list[Unreadable]]:
+    """`scan_results`, naming each unreadable file in a warning on `warn` (default: stderr).
+
+    With `strict`, any unreadable file is a ResultsError (the commands' --strict).
+    """
+    files, unreadable = scan_results(root)
+    if unreadable:
+        out = warn if warn is not None else sys.stderr
+        for bad in unreadable:
+            print(f"warning: skipped {bad.describe()}", file=out)
+        if strict:
+            raise ResultsError(
+                f"--strict: {len(unreadable)} results file{'s' if len(unreadable) != 1 else ''} under {root} "
+                f"could not be read: {', '.join(str(b.path) for b in unreadable)}"
+            )
+    return files, unreadable
 
 
 def file_date_id(name: str) -> str | None:

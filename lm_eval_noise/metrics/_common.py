@@ -31,12 +31,25 @@ def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def non_empty(texts: list[str]) -> list[int]:
+    """Indices of the samples that hold more than whitespace.
+
+    The diversity metrics compare these only: an empty sample has no text to be diverse
+    with, and counting it would make a method that fails to answer look varied.
+    """
+    return [i for i, text in enumerate(texts) if text.strip()]
+
+
+def check_tokenizer(tokenizer: object) -> Tokenizer | None:
+    if tokenizer is not None and not callable(tokenizer):
+        raise ValueError(f"tokenizer must be None or a callable str -> list[str], got {type(tokenizer).__name__}")
+    return tokenizer
+
+
 def tokenize_all(texts: list[str], tokenizer: Tokenizer | None) -> list[list[Any]]:
     """Split each text with `tokenizer` (default: `str.split()`, i.e. runs of whitespace)."""
-    if tokenizer is None:
+    if check_tokenizer(tokenizer) is None:
         return [text.split() for text in texts]
-    if not callable(tokenizer):
-        raise ValueError(f"tokenizer must be None or a callable str -> list[str], got {type(tokenizer).__name__}")
     out = []
     for text in texts:
         tokens = tokenizer(text)

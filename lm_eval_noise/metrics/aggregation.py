@@ -7,9 +7,9 @@ bootstrap stderr, and any other function, even one that computes the same mean,
 gets "N/A". So a wrapper cannot carry a stderr; these names are lm-eval's own
 function objects, re-exported.
 
-Per-prompt diversity values need no `!function` at all: `aggregation: mean` in the
-YAML already reports a stderr. Where a task's `utils.py` must hand over a function
-(`aggregation: !function utils.mean`), import it from here:
+Per-prompt values need no `!function` at all: `aggregation: mean` (or `nanmean`, a name
+lm-eval registers) in the YAML already reports a stderr. Where a task's `utils.py` must
+hand over a function (`aggregation: !function utils.mean`), import it from here:
 
     from lm_eval_noise.metrics.aggregation import mean, nanmean  # noqa: F401
 

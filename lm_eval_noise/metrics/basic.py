@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import ast
+import math
 import warnings
 
 from lm_eval_noise.metrics._common import check_texts
 
 
 def unique_ratio(texts: list[str]) -> float:
-    """Distinct strings / K (exact string equality). 1.0: all samples differ; 1/K: all equal; 0.0 for K = 0."""
+    """Distinct strings / K (exact string equality). 1.0: all samples differ; 1/K: all equal
+    (K empty strings included: they are K equal answers); NaN for K = 0."""
     texts = check_texts(texts)
-    return len(set(texts)) / len(texts) if texts else 0.0
+    return len(set(texts)) / len(texts) if texts else math.nan
 
 
 def compile_rate(codes: list[str]) -> float:
-    """Share of samples that `ast.parse` accepts as Python source (0.0 for K = 0).
+    """Share of samples that `ast.parse` accepts as Python source (NaN for K = 0).
 
     A SyntaxError (IndentationError included), a ValueError (e.g. a NUL byte in the
     source) or a RecursionError (absurdly deep nesting) counts as a failure. This is
@@ -25,7 +27,7 @@ def compile_rate(codes: list[str]) -> float:
     """
     codes = check_texts(codes, "codes")
     if not codes:
-        return 0.0
+        return math.nan
     ok = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

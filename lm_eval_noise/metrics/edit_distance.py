@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from lm_eval_noise.metrics._common import Tokenizer, check_choice, check_texts, tokenize_all
+from lm_eval_noise.metrics._common import Tokenizer, check_choice, check_texts, non_empty, tokenize_all
 
 UNITS = ("char", "token")
 
 
 def edit_distance(texts: list[str], unit: str = "char", tokenizer: Tokenizer | None = None) -> float:
-    """Mean over the K(K-1)/2 pairs of Levenshtein(a, b) / max(len(a), len(b)).
+    """Mean over the K(K-1)/2 pairs of non-empty samples of Levenshtein(a, b) / max(len(a), len(b)).
 
     `unit="char"` compares characters (Unicode code points); `unit="token"`
     compares token sequences (`str.split()`, or `tokenizer` when given; `tokenizer`
-    is ignored for characters). Two empty samples are at distance 0. Range [0, 1];
-    higher is more diverse. K < 2 (no pairs) gives 0.0.
+    is ignored for characters). Range [0, 1]; higher is more diverse. Only non-empty
+    samples are compared; with fewer than two there is no pair and the value is NaN
+    (not measurable).
     """
     texts = check_texts(texts)
     unit = check_choice(unit, "unit", UNITS)
+    texts = [texts[i] for i in non_empty(texts)]
     if len(texts) < 2:
-        return 0.0
+        return math.nan
     from rapidfuzz import process
     from rapidfuzz.distance import Levenshtein
 

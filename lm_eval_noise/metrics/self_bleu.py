@@ -7,13 +7,19 @@ Two definitions are in use, and they give different numbers:
 * ``method="multi_ref"`` (Texygen, fast-bleu): mean over i of BLEU(hypothesis s_i;
   references = all other samples).
 
-Both use uniform weights 1/max_n, nltk's ``SmoothingFunction().method1`` (a zero
-match count becomes 0.1 / number of hypothesis n-grams) and nltk's brevity penalty
-(the reference length closest to the hypothesis length, the shorter on a tie).
-Each value equals ``nltk.translate.bleu_score.sentence_bleu`` computed pair by pair
-(to ~1e-15), including nltk's edge cases: an empty hypothesis, or one with no
-unigram match, scores 0; an n-gram order the hypothesis is too short for counts as
-precision 0.1 (so identical samples shorter than max_n tokens score below 1).
+Both use nltk's ``SmoothingFunction().method1`` (a zero match count becomes 0.1 /
+number of hypothesis n-grams), nltk's brevity penalty (the reference length closest
+to the hypothesis length, the shorter on a tie) and uniform weights over the orders
+1..min(max_n, hypothesis length): the "effective order" of Chen & Cherry (2014), nltk's
+``auto_reweigh``. Without it an order the hypothesis is too short for would count as
+precision 0.1, so ten copies of "The end." scored 0.1**0.5 = 0.32 and looked more
+diverse than ten different stories. Each value equals
+``nltk.translate.bleu_score.sentence_bleu(..., auto_reweigh=True)`` for max_n = 4
+(and the same rule with weights (1/e,)*e for other max_n) computed pair by pair, to
+~1e-15; a hypothesis with no unigram match scores 0.
+
+Empty samples (nothing but whitespace) are left out: they carry no text to compare.
+With fewer than two non-empty samples Self-BLEU is not measurable and is NaN.
 
 Speed: each sample's n-grams are counted once (integer ids, numpy). For
 ``multi_ref`` the clipped count of an n-gram against "all other samples" is its
@@ -31,7 +37,15 @@ import math
 
 import numpy as np
 
-from lm_eval_noise.metrics._common import Tokenizer, check_choice, check_positive_int, check_texts, tokenize_all
+from lm_eval_noise.metrics._common import (
+    Tokenizer,
+    check_choice,
+    check_positive_int,
+    check_texts,
+    check_tokenizer,
+    non_empty,
+    tokenize_all,
+)
 
 METHODS = ("max", "multi_ref")
 EPSILON = 0.1  # nltk SmoothingFunction().method1 default
@@ -45,15 +59,15 @@ def self_bleu(
     method: str = "max",
     tokenizer: Tokenizer | None = None,
 ) -> float:
-    """Self-BLEU of the K samples; range [0, 1], higher is LESS diverse.
+    """Self-BLEU of the non-empty samples; range [0, 1], higher is LESS diverse.
 
     `method` is "max" or "multi_ref" (see the module docstring). Tokens are
     `str.split()` words unless `tokenizer` (callable str -> list[str]) is given.
-    K < 2 has no pairs and returns 0.0 (nltk cannot score a hypothesis without a
-    reference); it is a convention, not a measurement.
+    Fewer than two non-empty samples: NaN (no pair to compare; not measurable).
     """
     scores = self_bleu_per_sample(texts, max_n=max_n, method=method, tokenizer=tokenizer)
-    return float(np.mean(scores)) if len(scores) >= 2 else 0.0
+    measured = scores[~np.isnan(scores)]
+    return float(measured.mean()) if len(measured) >= 2 else math.nan
 
 
 def self_bleu_per_sample(
@@ -62,18 +76,21 @@ def self_bleu_per_sample(
     method: str = "max",
     tokenizer: Tokenizer | None = None,
 ) -> np.ndarray:
-    """The K per-hypothesis scores that `self_bleu` averages (for K < 2: K zeros)."""
+    """The K per-hypothesis scores that `self_bleu` averages: NaN for an empty sample, and
+    all NaN when fewer than two samples are non-empty."""
     texts = check_texts(texts)
     max_n = check_positive_int(max_n, "max_n")
     method = check_choice(method, "method", METHODS)
-    k = len(texts)
-    if k < 2:
-        return np.zeros(k)
-    token_lists = tokenize_all(texts, tokenizer)
+    check_tokenizer(tokenizer)
+    keep = non_empty(texts)
+    out = np.full(len(texts), math.nan)
+    if len(keep) < 2:
+        return out
+    token_lists = tokenize_all([texts[i] for i in keep], tokenizer)
     lengths, tables = _count_ngrams(token_lists, max_n)
-    if method == "max":
-        return _max_pairwise(lengths, tables, max_n)
-    return _multi_ref(lengths, tables, max_n)
+    score = _max_pairwise if method == "max" else _multi_ref
+    out[keep] = score(lengths, tables, max_n)
+    return out
 
 
 def _count_ngrams(token_lists: list[list], max_n: int) -> tuple[np.ndarray, list[tuple[np.ndarray, ...]]]:
@@ -124,10 +141,13 @@ def _brevity_penalty(ref_len: np.ndarray, hyp_len: np.ndarray) -> np.ndarray:
     return np.where(hyp_len == 0, 0.0, bp)
 
 
-def _combine(log_p: np.ndarray, bp: np.ndarray, unigram_matches: np.ndarray, max_n: int) -> np.ndarray:
-    """bp * exp(sum_n w * log p_n), and 0 where there is no unigram match (nltk returns 0 there)."""
-    weight = 1.0 / max_n
-    s = (weight * log_p).sum(axis=0)
+def _combine(log_p: np.ndarray, bp: np.ndarray, unigram_matches: np.ndarray, hyp_len: np.ndarray, max_n: int) -> np.ndarray:
+    """bp * exp(mean of log p_n over n = 1..e), e = min(max_n, hypothesis length) (the effective
+    order); 0 where there is no unigram match (nltk returns 0 there). `hyp_len` broadcasts
+    against log_p[0]."""
+    order = np.minimum(hyp_len, max_n)
+    n = np.arange(1, max_n + 1).reshape((-1,) + (1,) * log_p[0].ndim)
+    s = np.where(n <= order, log_p, 0.0).sum(axis=0) / np.maximum(order, 1)
     return np.where(unigram_matches > 0, bp * np.exp(s), 0.0)
 
 
@@ -156,7 +176,7 @@ def _multi_ref(lengths: np.ndarray, tables: list, max_n: int) -> np.ndarray:
     np.fill_diagonal(key, np.iinfo(np.int64).max)
     ref_len = lengths[np.argmin(key, axis=1)]
     bp = _brevity_penalty(ref_len, lengths)
-    return _combine(log_p, bp, numerators[0], max_n)
+    return _combine(log_p, bp, numerators[0], lengths, max_n)
 
 
 def _max_pairwise(lengths: np.ndarray, tables: list, max_n: int) -> np.ndarray:
@@ -165,7 +185,7 @@ def _max_pairwise(lengths: np.ndarray, tables: list, max_n: int) -> np.ndarray:
     den = _denominators(lengths, max_n)[:, :, None]
     log_p = _log_precisions(matches, den)
     bp = _brevity_penalty(lengths[None, :], lengths[:, None])
-    bleu = _combine(log_p, bp, matches[0], max_n)
+    bleu = _combine(log_p, bp, matches[0], lengths[:, None], max_n)
     np.fill_diagonal(bleu, -np.inf)
     return bleu.max(axis=1)
 

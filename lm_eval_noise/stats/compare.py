@@ -22,7 +22,7 @@ import json
 import math
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +34,16 @@ from lm_eval_noise.leaderboard.records import run_seed
 from lm_eval_noise.leaderboard.results_io import (
     ResultsError,
     ResultsFile,
+    Unreadable,
     as_number,
     atomic_write_text,
-    find_results_files,
     iter_samples,
+    read_results_tree,
     display_metric,
     resolve_metric,
     split_metric_list,
 )
+from lm_eval_noise.metrics.measured import measured_of
 from lm_eval_noise.stats.paired import (
     BOOTSTRAP_ITERATIONS,
     BOOTSTRAP_SEED,
@@ -63,6 +65,14 @@ class Run:
     files: dict[str, ResultsFile]
     label: str
     model: str
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+    def why_no(self, task: str) -> str:
+        """Why this run has no `task`: a results file that could not be read, or no such run."""
+        bad = [b for b in self.unreadable if task in b.tasks] or [b for b in self.unreadable if not b.tasks]
+        if bad:
+            return f"{self.source}: its results file could not be read ({', '.join(str(b.path) for b in bad)})"
+        return f"{self.source} has no {task} run"
 
 
 @dataclass
@@ -74,12 +84,17 @@ class TaskScores:
     non_scalar: set[str]
 
 
-def load_run(path: str | Path, notes: list[str]) -> Run:
-    """The newest results JSON per task at `path`; refuses a folder mixing several seeds of a task."""
+def load_run(path: str | Path, notes: list[str], strict: bool = False) -> Run:
+    """The newest results JSON per task at `path`; refuses a folder mixing several seeds of a task.
+
+    Files that cannot be read are named on stderr (an error with `strict`) and kept on the run,
+    so that a task they held is reported as unreadable, not as missing.
+    """
     path = Path(path)
-    files = find_results_files(path)
+    files, unreadable = read_results_tree(path, strict)
     if not files:
-        raise ResultsError(f"no lm-eval results JSON found at {path}")
+        also = f"; could not read {', '.join(str(b.path) for b in unreadable)}" if unreadable else ""
+        raise ResultsError(f"no lm-eval results JSON found at {path}{also}")
     by_task: dict[str, list[ResultsFile]] = {}
     for f in files:
         for task in f.tasks:
@@ -99,7 +114,7 @@ def load_run(path: str | Path, notes: list[str]) -> Run:
     task = min(newest)
     data = newest[task].data
     model = data.get("model_name") or (data.get("config") or {}).get("model") or "unknown"
-    return Run(path, newest, describe_method(data, task).label, str(model))
+    return Run(path, newest, describe_method(data, task).label, str(model), unreadable)
 
 
 def _disambiguate(runs: list[Run]) -> None:
@@ -188,6 +203,7 @@ def compare_runs(
     iterations: int = BOOTSTRAP_ITERATIONS,
     seed: int = BOOTSTRAP_SEED,
     bonferroni_m: int | None = None,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Compare every run with the first; returns {"baseline", "rows", "notes", ...} (see module doc).
 
@@ -197,20 +213,27 @@ def compare_runs(
     if len(paths) < 2:
         raise ResultsError("compare needs at least two runs: a baseline and one to compare with it")
     notes: list[str] = []
-    runs = [load_run(p, notes) for p in paths]
+    runs = [load_run(p, notes, strict) for p in paths]
     _disambiguate(runs)
     shared = sorted(set.intersection(*(set(r.files) for r in runs)))
+
+    def why_missing(task: str) -> str:
+        return "; ".join(r.why_no(task) for r in runs if task not in r.files)
+
     if tasks:
         missing = [t for t in tasks if t not in shared]
         if missing:
-            raise ResultsError(f"--tasks {', '.join(missing)} not in every run; tasks all runs share: {', '.join(shared) or '(none)'}")
+            reasons = "; ".join(f"{t}: {why_missing(t)}" for t in missing)
+            raise ResultsError(f"--tasks {', '.join(missing)} not in every run ({reasons}); "
+                               f"tasks all runs share: {', '.join(shared) or '(none)'}")
         shared = list(tasks)
     if not shared:
         listed = "; ".join(f"{r.source}: {', '.join(sorted(r.files))}" for r in runs)
-        raise ResultsError(f"the runs share no task: {listed}")
-    for r in runs:
-        for t in sorted(set(r.files) - set(shared)):
-            notes.append(f"{r.source}: task {t} skipped (not in every run)")
+        unread = [str(b.path) for r in runs for b in r.unreadable]
+        also = f"; could not read {', '.join(unread)}" if unread else ""
+        raise ResultsError(f"the runs share no task: {listed}{also}")
+    for t in sorted(set().union(*(r.files for r in runs)) - set(shared)):
+        notes.append(f"task {t} skipped: {why_missing(t)}")
 
     m = bonferroni_m if bonferroni_m is not None else len(runs) - 1
     rows = []
@@ -220,9 +243,10 @@ def compare_runs(
         scores = [task_scores(run_samples, use_hash) for run_samples in samples]
         for r, s in zip(runs[1:], scores[1:]):
             check_same_problems(task, runs[0], scores[0], r, s)
-        available = set.intersection(*(set(s.scores) for s in scores))
+        # <metric>_measured marks the problems a metric was measurable on; `n` reports that here.
+        available = {k for k in set.intersection(*(set(s.scores) for s in scores)) if measured_of(k) is None}
         for s in scores:
-            for key in sorted(set(s.scores) - available):
+            for key in sorted(k for k in set(s.scores) - available if measured_of(k) is None):
                 notes.append(f"{task}: metric {key} skipped (not logged per problem by every run)")
         non_scalar = set.union(*(s.non_scalar for s in scores)) - available
         for key in sorted(non_scalar):
@@ -311,7 +335,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append(
         f"Δ = method − baseline over the same problems; CI: percentile bootstrap, {b['iterations']} resamples, "
         f"seed {b['seed']}; Wilcoxon signed-rank (two-sided; p = 1 when all differences are 0); "
-        f"* = Bonferroni-corrected p < 0.05 ({m} comparisons); Cliff's δ > 0: method tends higher."
+        f"* = Bonferroni-corrected p < 0.05 ({m} comparison{'' if m == 1 else 's'}); Cliff's δ > 0: method tends higher."
     )
     return "\n".join(lines) + "\n"
 
@@ -336,13 +360,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=BOOTSTRAP_SEED, help=f"bootstrap seed (default {BOOTSTRAP_SEED})")
     parser.add_argument("--bonferroni-m", type=int, metavar="M",
                         help="number of comparisons to correct for (default: runs − 1)")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with an error when a results JSON in a run folder cannot be read "
+                        "(default: name it in a warning and go on without it)")
     args = parser.parse_args(argv)
     if args.iterations < 1:
         parser.error(f"--iterations must be >= 1, got {args.iterations}")
     if args.bonferroni_m is not None and args.bonferroni_m < 1:
         parser.error(f"--bonferroni-m must be >= 1, got {args.bonferroni_m}")
     try:
-        report = compare_runs(args.runs, args.metrics, _split(args.tasks), args.iterations, args.seed, args.bonferroni_m)
+        report = compare_runs(args.runs, args.metrics, _split(args.tasks), args.iterations, args.seed, args.bonferroni_m,
+                              args.strict)
     except ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

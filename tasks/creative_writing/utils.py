@@ -2,7 +2,10 @@
 
 Each opening is asked `repeats` times; the custom filter keeps all K responses (lm-eval's default
 filter keeps only the first), and `process_results` scores the K texts of one opening together.
-lm-eval then averages the per-opening values (aggregation `mean`, which also gives a stderr).
+lm-eval then averages the per-opening values (aggregation `mean`, which also gives a stderr). The
+pairwise diversity metrics are NaN on an opening with fewer than two non-empty continuations (and
+Distinct-N when no continuation is n words long): `nanmean` skips those openings and
+`<metric>_measured` counts the openings that entered the mean.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from pathlib import Path
 import datasets
 
 from lm_eval_noise.metrics import distinct_n, edit_distance, self_bleu, unique_ratio
+from lm_eval_noise.metrics.measured import count, with_measured  # noqa: F401 (count: the YAML's aggregation)
 from lm_eval_noise.task_utils import jsonl_splits, keep_all, responses  # noqa: F401 (keep_all: the YAML's filter)
 
 OPENINGS_FILE = Path(__file__).with_name("openings.jsonl")
+MAY_BE_UNMEASURABLE = ("distinct_1", "distinct_2", "distinct_3", "self_bleu", "self_bleu_multi_ref", "edit_distance")
 
 
 def load_openings(openings_file: str | None = None, **metadata) -> datasets.DatasetDict:
@@ -29,7 +34,7 @@ def load_openings(openings_file: str | None = None, **metadata) -> datasets.Data
 def process_results(doc: dict, results: list) -> dict[str, float]:
     """Diversity of the K continuations of one opening (all metrics over the same K texts)."""
     texts = [t.strip() for t in responses(results)]
-    return {
+    values = {
         "unique_ratio": unique_ratio(texts),
         "distinct_1": distinct_n(texts, 1),
         "distinct_2": distinct_n(texts, 2),
@@ -39,3 +44,4 @@ def process_results(doc: dict, results: list) -> dict[str, float]:
         "edit_distance": edit_distance(texts, unit="char"),
         "mean_length": sum(len(t.split()) for t in texts) / len(texts) if texts else 0.0,
     }
+    return with_measured(values, MAY_BE_UNMEASURABLE)

@@ -6,6 +6,7 @@ from pathlib import Path
 import datasets
 
 from lm_eval_noise.metrics import distinct_n, unique_ratio
+from lm_eval_noise.metrics.measured import count, with_measured  # noqa: F401 (count: the YAML's aggregation)
 from lm_eval_noise.task_utils import jsonl_splits, keep_all, responses  # noqa: F401 (keep_all: the YAML's filter)
 
 HERE = Path(__file__).parent
@@ -23,9 +24,9 @@ def load_math(**kwargs) -> datasets.DatasetDict:
 
 
 def process_results(doc: dict, results: list) -> dict:
-    """Diversity of the K samples of one prompt."""
+    """Diversity of the K samples of one prompt (distinct_2 is NaN with fewer than two non-empty samples)."""
     samples = responses(results)
-    return {"unique": unique_ratio(samples), "distinct_2": distinct_n(samples, 2)}
+    return with_measured({"unique": unique_ratio(samples), "distinct_2": distinct_n(samples, 2)}, ["distinct_2"])
 
 
 def process_math(doc: dict, results: list) -> dict:

@@ -8,6 +8,7 @@ A response holding a Markdown code fence (chat models) is read from the fence in
 from __future__ import annotations
 
 import ast
+import math
 import re
 import warnings
 from pathlib import Path
@@ -15,9 +16,11 @@ from pathlib import Path
 import datasets
 
 from lm_eval_noise.metrics import distinct_n, self_bleu
+from lm_eval_noise.metrics.measured import count, with_measured  # noqa: F401 (count: the YAML's aggregation)
 from lm_eval_noise.task_utils import jsonl_splits, keep_all, responses  # noqa: F401 (keep_all: the YAML's filter)
 
 PROMPTS_FILE = Path(__file__).with_name("prompts.jsonl")
+MAY_BE_UNMEASURABLE = ("unique_names", "unique_signatures", "docstring_distinct_2", "docstring_self_bleu")
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
@@ -66,18 +69,22 @@ def parse_problem(code: str) -> dict | None:
 def process_results(doc: dict, results: list) -> dict[str, float]:
     """Validity and diversity of the K problems generated for one prompt.
 
-    `valid` is over all K samples; the other metrics are over the valid samples only
-    (0.0 when none is valid; docstring self-BLEU is 0.0 with fewer than two valid samples).
+    `valid` is over all K samples; the other metrics are over the valid samples only and are
+    NaN (not measurable) with fewer than two valid samples, since one problem cannot repeat
+    another: otherwise the method with the most invalid output would win those columns. The
+    task skips NaN in the mean and counts the measured prompts in `<metric>_measured`.
     """
     samples = responses(results)
     prefix = doc.get("prefix") or ""
     problems = [p for p in (parse_problem(sample_code(r, prefix)) for r in samples) if p is not None]
     n_valid = len(problems)
     docstrings = [p["docstring"] for p in problems]
-    return {
+    enough = n_valid >= 2
+    values = {
         "valid": n_valid / len(samples) if samples else 0.0,
-        "unique_names": len({p["name"] for p in problems}) / n_valid if n_valid else 0.0,
-        "unique_signatures": len({p["signature"] for p in problems}) / n_valid if n_valid else 0.0,
+        "unique_names": len({p["name"] for p in problems}) / n_valid if enough else math.nan,
+        "unique_signatures": len({p["signature"] for p in problems}) / n_valid if enough else math.nan,
         "docstring_distinct_2": distinct_n(docstrings, 2),
         "docstring_self_bleu": self_bleu(docstrings, method="max"),
     }
+    return with_measured(values, MAY_BE_UNMEASURABLE)
