@@ -30,7 +30,7 @@ def evaluate(tiny_model, task_manager):
         args = f"pretrained={tiny_model},device=cpu,dtype=float32" + (f",{model_args}" if model_args else "")
         results = lm_eval.simple_evaluate(
             model=model, model_args=args, tasks=list(tasks), task_manager=task_manager, batch_size=batch_size,
-            log_samples=True, limit=limit, gen_kwargs=f"max_gen_toks={toks}", **kw,
+            log_samples=True, limit=limit, gen_kwargs=f"max_gen_toks={toks}", bootstrap_iters=0, **kw,
         )
         samples = {
             task: [s["resps"][0] for s in sorted(rows, key=lambda s: s["doc_id"])]

@@ -126,6 +126,7 @@ def _evaluate(config: SweepConfig, lm: Any, task_manager: Any, item: Evaluation)
         apply_chat_template=config.apply_chat_template,
         confirm_run_unsafe_code=config.confirm_run_unsafe_code,
         log_samples=True,
+        bootstrap_iters=BOOTSTRAP_ITERS,
     )
     if results is None:
         return None
@@ -146,6 +147,12 @@ def _evaluate(config: SweepConfig, lm: Any, task_manager: Any, item: Evaluation)
         },
     )
     return results, samples, tracker
+
+
+# lm-eval bootstraps the stderr of NaN-aware means (the diversity metrics); its default of 100,000
+# resamples in a process pool costs seconds per metric and forks a process holding the model.
+# 1,000 resamples in-process estimate a standard error to within a few percent.
+BOOTSTRAP_ITERS = 1000
 
 
 def _skip_line(i: int, total: int, item: Evaluation) -> str:
@@ -186,6 +193,7 @@ def run_sweep(config: SweepConfig, dry_run: bool = False, out: TextIO = sys.stdo
     if main_rank:
         for folder in {evaluations[i].folder for i in pending}:
             clean_leftovers(folder)
+    os.environ.setdefault("DISABLE_MULTIPROC", "1")  # lm-eval's switch: bootstrap in this process
     with _quiet_git(), tqdm(total=total, desc="sweep", disable=not main_rank, file=sys.stderr) as bar:
         for i, item in enumerate(evaluations):
             if i not in pending:
