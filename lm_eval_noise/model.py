@@ -79,6 +79,15 @@ def _check_spelling(kwargs: dict) -> None:
             raise NoiseConfigError(f"unknown argument {key}{hint}; hf-noisy arguments: {', '.join(ours)}")
 
 
+def _out_of_memory(error: BaseException | None) -> bool:
+    """Whether an out-of-memory error is the error or its cause (compilers wrap what they hit)."""
+    while error is not None:
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 @register_model("hf-noisy")
 class HFNoisyLM(HFLM):
     """HFLM whose generations carry per-sample seeded noise (embedding, weight, activation, hidden, lm_head)."""
@@ -261,6 +270,8 @@ class HFNoisyLM(HFLM):
             try:
                 return self._generate_batch(batch, context, max_length, stop, **generation_kwargs, **self._fast_kwargs())
             except (RuntimeError, ValueError, NotImplementedError, TypeError) as error:
+                if _out_of_memory(error):
+                    raise  # a batch too large for the device, not a compile problem: eager would not help
                 reason = " ".join(line.strip() for line in str(error).splitlines()[:2] if line.strip())
                 log.warning("hf-noisy: fast_decode is unavailable here (%s: %s); decoding eagerly from now on",
                             type(error).__name__, reason[:300])

@@ -239,6 +239,19 @@ def test_fast_decode_falls_back_to_eager_with_one_warning(evaluate, fresh_compil
     assert len(warnings) == 1 and "no_such_backend" in warnings[0]
 
 
+def test_fast_decode_out_of_memory_is_raised_not_a_silent_fallback(evaluate, fresh_compile, monkeypatch, caplog):
+    import torch
+
+    def out_of_memory(graph, example_inputs, **_):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setitem(FAST_DECODE_COMPILE, "backend", out_of_memory)
+    with pytest.raises(Exception) as raised:
+        evaluate(EMBED + ",fast_decode=true", batch_size=2, limit=1)
+    assert "out of memory" in str(raised.value)
+    assert _no_fallback(caplog)
+
+
 def test_provenance_and_per_sample_records(evaluate):
     _, results = evaluate(EMBED + ",noise_seed=7")
     block = results["config"]["noise"]

@@ -85,7 +85,13 @@ def _sweep_cmd(config: Path, out: Path, *extra: str) -> list[str]:
 
 
 def _results_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("results_*.json") if not any(s.startswith(".") for s in p.parts))
+    """Finished results files; never descends into a sweep's temp folders, which a running sweep
+    renames or removes at any moment (os.walk also skips a folder that vanished mid-walk)."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(folder) / f for f in files if f.startswith("results_") and f.endswith(".json")]
+    return sorted(found)
 
 
 def _by_evaluation(root: Path) -> dict[tuple[str, str], tuple[dict, list[dict]]]:
