@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ("generation", "self_bleu", "sandbox", "sweep", "startup")
+BENCHMARKS = ("generation", "self_bleu", "sandbox", "sweep", "startup", "semantic")
 
 
 def _benchmarks_dir() -> Path:

@@ -27,11 +27,12 @@ AUTHORING_DIR = Path(__file__).resolve().parent / "fixtures" / "authoring_exampl
 TASK_FOLDERS = ("creative_writing", "problem_generation", "gsm8k_pass_at_k")
 FILTER = "all_samples"
 
-CREATIVE_MAY_BE_NAN = ("distinct_1", "distinct_2", "distinct_3", "self_bleu", "self_bleu_multi_ref", "edit_distance")
+SEMANTIC = ("semantic_diversity", "semantic_vendi", "compression_ratio")
+CREATIVE_MAY_BE_NAN = ("distinct_1", "distinct_2", "distinct_3", "self_bleu", "self_bleu_multi_ref", "edit_distance", *SEMANTIC)
 CREATIVE_METRICS = (
     "unique_ratio", *CREATIVE_MAY_BE_NAN, "mean_length", *(f"{m}_measured" for m in CREATIVE_MAY_BE_NAN),
 )
-PROBLEM_MAY_BE_NAN = ("unique_names", "unique_signatures", "docstring_distinct_2", "docstring_self_bleu")
+PROBLEM_MAY_BE_NAN = ("unique_names", "unique_signatures", "docstring_distinct_2", "docstring_self_bleu", *SEMANTIC)
 PROBLEM_METRICS = ("valid", *PROBLEM_MAY_BE_NAN, *(f"{m}_measured" for m in PROBLEM_MAY_BE_NAN))
 MAY_BE_NAN = {*CREATIVE_MAY_BE_NAN, *PROBLEM_MAY_BE_NAN}
 GSM8K_METRICS = ("acc_first", "pass@1", "pass@5", "pass@10", "maj_acc", "answer_diversity")
@@ -186,6 +187,7 @@ def test_creative_identical_samples(loaded):
     task = loaded["creative_writing_t09"]
     out = task.process_results(task.eval_docs[0], _k(["one two three four five"] * 10))
     assert all(out.pop(f"{m}_measured") == 1 for m in CREATIVE_MAY_BE_NAN)
+    assert out.pop("compression_ratio") > 5  # ten copies: gzip stores the text about once
     assert out == pytest.approx({
         "unique_ratio": 0.1,           # 1 distinct / 10
         "distinct_1": 5 / 50,          # 5 unique unigrams / 50
@@ -194,6 +196,8 @@ def test_creative_identical_samples(loaded):
         "self_bleu": 1.0,
         "self_bleu_multi_ref": 1.0,
         "edit_distance": 0.0,
+        "semantic_diversity": 0.0,     # one meaning
+        "semantic_vendi": 1.0,         # one effective sample
         "mean_length": 5.0,
     })
 

@@ -15,21 +15,26 @@ from pathlib import Path
 
 import datasets
 
-from lm_eval_noise.metrics import distinct_n, self_bleu
+from lm_eval_noise.metrics import compression_ratio, distinct_n, self_bleu, semantic_metrics
+from lm_eval_noise.metrics.embedder import with_embedder
 from lm_eval_noise.metrics.measured import count, with_measured  # noqa: F401 (count: the YAML's aggregation)
 from lm_eval_noise.task_utils import jsonl_splits, keep_all, responses  # noqa: F401 (keep_all: the YAML's filter)
 
 PROMPTS_FILE = Path(__file__).with_name("prompts.jsonl")
-MAY_BE_UNMEASURABLE = ("unique_names", "unique_signatures", "docstring_distinct_2", "docstring_self_bleu")
+MAY_BE_UNMEASURABLE = (
+    "unique_names", "unique_signatures", "docstring_distinct_2", "docstring_self_bleu",
+    "semantic_diversity", "semantic_vendi", "compression_ratio",
+)
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
-def load_prompts(prompts_file: str | None = None, **metadata) -> datasets.DatasetDict:
+def load_prompts(prompts_file: str | None = None, embedder: str | None = None, **metadata) -> datasets.DatasetDict:
     """The embedded prompt variants as a one-split ("test") DatasetDict.
 
-    `--metadata '{"prompts_file": "my.jsonl"}'` swaps in another JSONL (fields `prompt` and `prefix`).
+    `--metadata '{"prompts_file": "my.jsonl"}'` swaps in another JSONL (fields `prompt` and `prefix`);
+    `"embedder"` names the sentence-transformers model of the semantic metrics.
     """
-    return jsonl_splits(test=prompts_file or PROMPTS_FILE)
+    return with_embedder(jsonl_splits(test=prompts_file or PROMPTS_FILE), embedder)
 
 
 def sample_code(response: str, prefix: str = "def") -> str:
@@ -69,7 +74,8 @@ def parse_problem(code: str) -> dict | None:
 def process_results(doc: dict, results: list) -> dict[str, float]:
     """Validity and diversity of the K problems generated for one prompt.
 
-    `valid` is over all K samples; the other metrics are over the valid samples only and are
+    `valid` is over all K samples; the other metrics are over the valid samples only (the
+    semantic ones and `compression_ratio` over their docstrings, the problem statements) and are
     NaN (not measurable) with fewer than two valid samples, since one problem cannot repeat
     another: otherwise the method with the most invalid output would win those columns. The
     task skips NaN in the mean and counts the measured prompts in `<metric>_measured`.
@@ -86,5 +92,7 @@ def process_results(doc: dict, results: list) -> dict[str, float]:
         "unique_signatures": len({p["signature"] for p in problems}) / n_valid if enough else math.nan,
         "docstring_distinct_2": distinct_n(docstrings, 2),
         "docstring_self_bleu": self_bleu(docstrings, method="max"),
+        **semantic_metrics(docstrings, model=doc.get("embedder")),
+        "compression_ratio": compression_ratio(docstrings),
     }
     return with_measured(values, MAY_BE_UNMEASURABLE)
