@@ -663,3 +663,60 @@ def test_sysv_shm_is_not_shared_between_samples(sandbox):
     assert sandbox.run(script_job(writer)).passed
     result = sandbox.run(stdio_job(reader, [("", "left behind\n")]))
     assert not result.passed, result
+
+
+# ----------------------------------------------------------------------------------------- building blocks
+def test_plain_data_round_trip_and_refusals():
+    from lm_eval_noise.execution.plain_data import NotPlainData, decode, encode
+
+    values = [None, True, False, 0, -1, 2**100, -(2**70), 1.5, float("inf"), 1 + 2j, "", "héllo\udcff",
+              b"\x00\xff", [1, [2, (3,)]], (), {"a": [1], 2: None, (1, 2): "t"}, {1, 2}, frozenset({"x"})]
+    for value in values:
+        back = decode(encode(value))
+        assert back == value and type(back) is type(value), value
+    nan = decode(encode(float("nan")))
+    assert nan != nan
+
+    class Liar(int):
+        def __eq__(self, other):
+            return True
+
+    assert type(decode(encode(Liar(3)))) is int and decode(encode(Liar(3))) != 4
+    for bad in (object(), [lambda: 1], {1: print}):
+        with pytest.raises(NotPlainData):
+            encode(bad)
+    deep: list = []
+    for _ in range(200):
+        deep = [deep]
+    with pytest.raises(NotPlainData):
+        encode(deep)
+    for junk in (b"", b"X", b"i\xff\xff\xff\xff", b"l\x05\x00\x00\x00N", b"S\x01\x00\x00\x00l\x00\x00\x00\x00",
+                 b"NN", b"l\x01\x00\x00\x00" * 300 + b"N"):
+        with pytest.raises(ValueError):
+            decode(junk)
+
+
+def test_remove_tree_is_iterative_and_stays_on_its_filesystem(tmp_path):
+    from lm_eval_noise.execution._harness import remove_tree
+
+    top = tmp_path / "work"
+    top.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    os.symlink(outside, top / "link")  # removed as a link, never followed
+    fd = os.open(top, os.O_RDONLY)
+    try:  # deeper than any recursion limit and far longer than PATH_MAX
+        for _ in range(3000):
+            os.mkdir("d" * 40, dir_fd=fd)
+            new = os.open("d" * 40, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+        with open(os.open("f", os.O_CREAT | os.O_WRONLY, 0o600, dir_fd=fd), "w") as f:
+            f.write("x")
+        os.fchmod(fd, 0)  # an unreadable folder at the bottom
+    finally:
+        os.close(fd)
+    remove_tree(str(top))
+    assert not top.exists()
+    assert (outside / "keep").read_text() == "x"

@@ -125,7 +125,7 @@ class Isolation:
             # The server gets (namespace) root with capabilities only to build its root and per-sample
             # mounts; the tests it forks have none.
             user = [] if os.geteuid() == 0 else ["--unshare-user", "--uid", "0", "--gid", "0"]
-            return ["bwrap", "--unshare-all", *user, "--cap-add", "ALL", "--die-with-parent",
+            return ["bwrap", "--unshare-all", *user, "--cap-add", "ALL",
                     "--new-session", "--as-pid-1", "--bind", "/", "/", "--dev-bind", "/dev", "/dev",
                     "--proc", "/proc", "--chdir", hostdir, "--"]
         user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
