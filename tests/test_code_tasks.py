@@ -71,6 +71,23 @@ def test_humaneval_wrong_solutions_fail(sandbox):
         assert not result.passed and result.reason in reasons, (completion, result)
 
 
+def test_check_answers_batched_or_live_agree(sandbox):
+    """A check's foreseeable calls go in one batch, the rest (answers fed back in, random arguments) one
+    by one; either way each answer is judged where the check needs it."""
+    problem = {"task_id": "t/x", "entry_point": "f", "prompt": "def f(x):\n    \"\"\"Twice x.\"\"\"\n",
+               "test": ("import random\n\ndef check(candidate):\n    assert candidate(1) == 2\n"
+                        "    assert candidate(candidate(3)) == 12\n"
+                        "    for _ in range(5):\n        v = random.randint(11, 100)\n"
+                        "        assert candidate(v) == 2 * v\n    assert candidate(10) == 20\n")}
+    cases = {"    return 2 * x\n": "passed",
+             "    return 2 * x if x != 10 else 0\n": "failed",  # wrong only at the last, foreseen call
+             "    return 2 * x if x in (1, 3, 6, 10) else -1\n": "failed",  # wrong on the random ones
+             "    return 2 * x if x != 6 else 0\n": "failed"}  # wrong where an answer is fed back in
+    for completion, reason in cases.items():
+        result = sandbox.run(humaneval_job(problem, completion))
+        assert result.reason == reason, (completion, result)
+
+
 # ----------------------------------------------------------------------------------------- APPS
 def test_fixture_shape(fixture_rows):
     assert len(fixture_rows) == 12

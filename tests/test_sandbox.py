@@ -512,6 +512,12 @@ def test_always_equal_objects_cannot_cross(sandbox, kind):
     _assert_none_pass(sandbox, [jobs[0], jobs[2]])
 
 
+def test_oversized_answers_are_wrong_answers_not_sandbox_errors(sandbox):
+    """Return values the judge cannot print or that are huge are just wrong answers."""
+    for body in ("return 10 ** 20000", "return [[[]]] * 200000", "return 'x' * 3_000_000"):
+        _assert_none_pass(sandbox, [_attack_jobs(body)[0], _attack_jobs(body)[2]])
+
+
 def _needs_fs(sb):
     if not sb.isolation.filesystem:
         pytest.skip(f"mode {sb.isolation.mode} does not isolate the filesystem (documented)")

