@@ -726,3 +726,19 @@ def test_remove_tree_is_iterative_and_stays_on_its_filesystem(tmp_path):
     remove_tree(str(top))
     assert not top.exists()
     assert (outside / "keep").read_text() == "x"
+
+
+def test_a_worker_whose_cleanup_failed_is_replaced(sandbox):
+    """The server reports a failed cleanup with the sample's closing report; the next sample then runs
+    on a fresh server, and the failure is not any sample's verdict."""
+    sb = Sandbox(LIMITS, workers=1, isolation=sandbox.isolation, label=sandbox.marker)
+    try:
+        assert sb.run(GOOD).passed
+        (server,) = sb._idle
+        server.settle()  # the real closing report: clean
+        server._closing = {"done": True, "clean": False, "detail": "cleanup failed: simulated"}
+        assert sb.run(GOOD).passed
+        assert sb.servers_replaced == 1 and sb._idle[0] is not server
+        assert server.proc.poll() is not None  # the old one was ended
+    finally:
+        sb.close()
