@@ -348,7 +348,7 @@ def _recorded_calls(job: dict) -> list[bytes]:
         exec(_check_code(job["check"]), namespace)
         namespace[job["entry_point"]] = recorder
         namespace["check"](recorder)
-    except BaseException:  # noqa: BLE001 - the dry run ends wherever the stand-in cannot go on
+    except (Exception, _Stop):  # noqa: BLE001 - the dry run ends wherever the stand-in cannot go on
         pass
     return payloads
 
