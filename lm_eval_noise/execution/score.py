@@ -23,10 +23,11 @@ from lm_eval_noise.execution.loaders import (
     APPS_LIMITS,
     DATASETS,
     HUMANEVAL_LIMITS,
+    AppsUnavailable,
     iter_jsonl,
     problems_for,
 )
-from lm_eval_noise.execution.sandbox import ISOLATION_MODES, ExecResult, Limits, Sandbox
+from lm_eval_noise.execution.sandbox import ISOLATION_MODES, ExecResult, Limits, Sandbox, SandboxBroken
 from lm_eval_noise.metrics.pass_at_k import pass_at_k
 
 
@@ -61,6 +62,8 @@ def summarize(per_problem: dict[str, list[dict]], ks: Sequence[int]) -> dict:
     summary["compile_rate"] = (sum(r["reason"] != "syntax_error" for r in records) / len(records)
                                if records else 0.0)
     summary["reasons"] = dict(Counter(r["reason"] for r in records))
+    # failures of the sandbox itself, not of the programs: pass@k above counts them as not passed
+    summary["sandbox_errors"] = summary["reasons"].get("sandbox_error", 0)
     summary["per_problem"] = {tid: {"n": n, "correct": c} for tid, (n, c) in counts.items()}
     return summary
 
@@ -70,8 +73,10 @@ def default_limits(dataset: str) -> Limits:
 
 
 def score_samples(dataset: str, samples: Iterable[dict], ks: Sequence[int] = (1, 5, 10),
-                  sandbox: Sandbox | None = None, apps_path: str | None = None) -> dict:
-    """Run every sample in the sandbox and summarise. Raises ValueError naming a bad task_id."""
+                  sandbox: Sandbox | None = None, apps_path: str | None = None,
+                  progress: bool = False) -> dict:
+    """Run every sample in the sandbox and summarise (a progress bar on stderr with `progress`).
+    Raises ValueError naming a bad task_id, AppsUnavailable, or SandboxBroken."""
     problems, build_job = problems_for(dataset, apps_path)
     keys, jobs, completions = [], [], []
     for i, sample in enumerate(samples):
@@ -86,9 +91,16 @@ def score_samples(dataset: str, samples: Iterable[dict], ks: Sequence[int] = (1,
         jobs.append(build_job(problems[tid], sample["completion"]))
     own = sandbox is None
     sandbox = sandbox or Sandbox(default_limits(dataset))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc="scoring", unit="sample", file=sys.stderr, mininterval=0.5)
     try:
-        results = sandbox.run_many(jobs)
+        results = sandbox.run_many(jobs, progress=bar.update if bar is not None else None)
     finally:
+        if bar is not None:
+            bar.close()
         if own:
             sandbox.close()
     per_problem: dict[str, list[dict]] = {}
@@ -159,13 +171,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     with Sandbox(limits, workers=args.workers, isolation=args.isolation) as sandbox:
         try:
-            result = score_samples(args.dataset, samples, args.k, sandbox=sandbox, apps_path=args.apps_path)
+            result = score_samples(args.dataset, samples, args.k, sandbox=sandbox, apps_path=args.apps_path,
+                                   progress=True)
         except ValueError as exc:
             parser.error(str(exc))
+        except (AppsUnavailable, SandboxBroken) as exc:
+            parser.exit(2, f"{parser.prog}: error: {exc}\n")
     headline = {k: v for k, v in result.items() if k.startswith("pass@")}
     print(json.dumps({"dataset": args.dataset, **headline, "compile_rate": result["compile_rate"],
                       "n_problems": result["n_problems"], "n_samples": result["n_samples"],
-                      "reasons": result["reasons"], "isolation": result["isolation"],
+                      "reasons": result["reasons"], "sandbox_errors": result["sandbox_errors"],
+                      "isolation": result["isolation"],
                       **({"skipped_k": result["skipped_k"]} if "skipped_k" in result else {})}, indent=2))
     if args.output:
         with open(args.output, "w") as f:
