@@ -299,7 +299,7 @@ def plot_sigma(sel: Selection, ykey: str, output: str | Path, title: str | None 
             continue
         m = r["metrics"][ykey]
         noise = r["method"].get("noise")
-        if not noise:
+        if not noise or (noise.get("scale") is None and not noise.get("scales")):  # no σ axis: a random prefix
             baselines.setdefault(r["method"]["label"], (r["method"], []))[1].append((m["value"], m["stderr"]))
         elif noise.get("scale") is not None:
             by_scale = series.setdefault(_series_name(r["method"]), {})

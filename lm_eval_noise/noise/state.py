@@ -58,6 +58,8 @@ class NoiseState:
         self._mask: torch.Tensor | None = None
         # Per-forward scratch space for injectors that serve all their sites from one computation.
         self.shared: dict = {}
+        # [B, prompt_width] bool: the dummy-token columns of the prompt (noise=dummy), else None.
+        self.dummy_columns: torch.Tensor | None = None
 
     def begin_forward(self, width: int, position_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> None:
         """Called before each model forward over `width` new tokens."""
