@@ -9,7 +9,7 @@ import torch
 from lm_eval.api.instance import Instance
 from transformers import AutoModelForCausalLM
 
-from lm_eval_noise.leaderboard.method import format_label, normalize_noise
+from lm_eval_noise.leaderboard.method import describe_method, format_label, normalize_noise
 from lm_eval_noise.noise import NoiseConfig, NoiseConfigError, NoiseRuntime, NoiseState
 from lm_eval_noise.noise.dummy import DummyLayout, embedding_moments
 from lm_eval_noise.random_prefix import SEPARATOR, random_prefixes
@@ -192,6 +192,9 @@ def test_dummies_combine_with_temperature_compensation(evaluate):
     two, _ = evaluate(args, limit=2, batch_size=2)
     assert one == two
     assert all(r["alpha"] > 0 for r in _records(results))  # alpha against the prompt without dummies
+    block = results["config"]["noise"]  # provenance, and the label the leaderboard derives from it
+    assert block["noise"] == ["dummy"] and block["noise_dummy_tokens"] == 3 and block["active"]
+    assert describe_method(results).label == "dummy σ=1.0 k=3 prefix [temperature_compensation=auto, t_base=0.7]"
 
 
 def test_zero_scale_dummies_change_outputs_and_absent_ones_do_not(evaluate):
@@ -212,6 +215,8 @@ def test_random_prefix_is_logged_reproducible_and_batch_invariant(evaluate):
     assert [r["random_prefix"] for r in records] == expected
     assert all(len(p) == 6 and p.isupper() for p in expected) and len(set(expected)) > 1
     assert any(len(set(r)) > 1 for r in one["noise_demo"])  # greedy decoding, diverse through the prefix
+    assert results["config"]["noise"]["random_prefix"] == 6
+    assert describe_method(results).label == "random prefix k=6"
     _, binary = evaluate("random_prefix=6,random_prefix_alphabet=xo", batch_size=1)
     assert {c for r in _records(binary) for c in r["random_prefix"]} == {"x", "o"}
     with pytest.raises(NoiseConfigError, match="arrived as a number"):
