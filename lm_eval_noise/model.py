@@ -243,11 +243,8 @@ class HFNoisyLM(HFLM):
         if not seeded and not self.clean_ppl:
             return super().generate_until(requests, disable_tqdm=disable_tqdm)
         self._records = {i: {} for i in range(len(requests))}
-        prefixes = self._random_prefixes(requests) if seeded and self.noise_config.random_prefix else None
-        results = self._generate_seeded(requests, disable_tqdm, prefixes) if seeded else super().generate_until(
+        results = self._generate_seeded(requests, disable_tqdm) if seeded else super().generate_until(
             requests, disable_tqdm=disable_tqdm)
-        for i, prefix in enumerate(prefixes or []):
-            self._records[i]["random_prefix"] = prefix
         if self.clean_ppl:
             for i, ppl in enumerate(self._clean_perplexities(requests, results)):
                 self._records[i]["clean_ppl"] = ppl
@@ -255,11 +252,6 @@ class HFNoisyLM(HFLM):
             # Per-sample provenance rides in the request's generation args, which lm-eval logs per doc.
             req.args[1].setdefault("noise_samples", []).append(self._records[i])
         return results
-
-    def _random_prefixes(self, requests) -> list[str]:
-        config = self.noise_config
-        seeds = [seed for seed, _ in request_seeds(requests, config.noise_seed)]
-        return random_prefixes(seeds, config.random_prefix, config.random_prefix_alphabet)
 
     def _prefixed(self, request, prefix: str):
         """A copy of the request whose context carries the prefix (in the user turn of a chat prompt)."""
@@ -273,9 +265,13 @@ class HFNoisyLM(HFLM):
                 self._warned_prefix = True
         return dataclasses.replace(request, arguments=(with_prefix(context, prefix, offset), *request.args[1:]))
 
-    def _generate_seeded(self, requests, disable_tqdm: bool, prefixes: list[str] | None = None) -> list[str]:
-        self._seeds = request_seeds(requests, self.noise_config.noise_seed)
-        if prefixes is not None:  # seeds come from the unprefixed requests: same doc, same seed
+    def _generate_seeded(self, requests, disable_tqdm: bool) -> list[str]:
+        config = self.noise_config
+        self._seeds = request_seeds(requests, config.noise_seed)
+        prefixes: list[str] = []
+        if config.random_prefix:  # drawn from the sample's seed, which the unprefixed request decides
+            prefixes = random_prefixes([seed for seed, _ in self._seeds], config.random_prefix,
+                                       config.random_prefix_alphabet)
             requests = [self._prefixed(req, prefix) for req, prefix in zip(requests, prefixes, strict=True)]
         # One call per generation-kwargs group: rows are matched to requests by context string, which
         # is unambiguous inside a group because lm-eval's sort is stable.
@@ -293,6 +289,8 @@ class HFNoisyLM(HFLM):
                     results[i] = text
         finally:
             self._seed_queue = None
+        for i, prefix in enumerate(prefixes):
+            self._records[i]["random_prefix"] = prefix
         return results
 
     def tok_batch_encode(self, strings, *args: Any, **kwargs: Any):
@@ -380,7 +378,7 @@ class HFNoisyLM(HFLM):
             columns = layout.columns
         with weight_draw:
             if compensate:
-                with self.noise.attached(self._state(seeds, mask, max_new, columns)):
+                with self.noise.attached(NoiseState(config, seeds, mask, max_new, dummy_columns=columns)):
                     noisy = self._last_logits(context, mask)
                 record_alpha = alpha(clean, noisy)
                 temperatures = t_star(t_base, record_alpha)
@@ -392,7 +390,7 @@ class HFNoisyLM(HFLM):
             if sampling:
                 truncation = warpers(settings["top_k"], settings["top_p"], settings["min_p"])
                 processors.append(SeededSampler(seeds, temperatures, context.shape[1], truncation))
-            with self.noise.attached(self._state(seeds, mask, max_new, columns)):
+            with self.noise.attached(NoiseState(config, seeds, mask, max_new, dummy_columns=columns)):
                 out = super()._model_generate(
                     context,
                     context.shape[1] + max_new,
@@ -409,11 +407,6 @@ class HFNoisyLM(HFLM):
             for rec, a, t in zip(records, record_alpha.tolist(), temperatures.tolist(), strict=True):
                 rec.update(alpha=a, t_star=t)
         return out, records
-
-    def _state(self, seeds, mask, max_new: int, dummy_columns) -> NoiseState:
-        state = NoiseState(self.noise_config, seeds, mask, max_new)
-        state.dummy_columns = dummy_columns
-        return state
 
     def _sampling_settings(self, sampling_args: dict) -> dict:
         """Temperature/top-k/top-p/min-p as transformers resolves them: the request's value, else the

@@ -104,8 +104,7 @@ def _embedded(model, config, context, mask, seeds):
     runtime = NoiseRuntime(model, config)
     layout = runtime.dummy.layout(mask)
     extended, new_mask = layout.extend(context, mask, runtime.dummy.ids(seeds))
-    state = NoiseState(config, seeds, new_mask, max_new_tokens=4)
-    state.dummy_columns = layout.columns
+    state = NoiseState(config, seeds, new_mask, max_new_tokens=4, dummy_columns=layout.columns)
     seen = []
     with torch.no_grad(), runtime.attached(state):
         # registered after the injector's hook, so it sees the injector's output
