@@ -7,7 +7,10 @@ import math
 import string
 from typing import Any
 
-NOISE_TYPES = ("embedding", "weight", "activation", "hidden", "lm_head", "dummy")
+# Perturbations of what the model computes, sigma relative to what they perturb (the alpha tool measures
+# these). `dummy` adds input positions instead: it takes noise_dummy_* and no position mask.
+NOISE_TYPES = ("embedding", "weight", "activation", "hidden", "lm_head")
+KINDS = (*NOISE_TYPES, "dummy")
 SCOPES = ("per_token", "per_sequence")
 EMBED_NORMS = ("vocab", "input")
 POSITIONS = ("all", "prompt", "generated")
@@ -112,7 +115,7 @@ class NoiseConfig:
         if kinds in ([], ["none"]):
             kinds = []
         for kind in kinds:
-            _choice("noise", kind, (*NOISE_TYPES, "none"))
+            _choice("noise", kind, (*KINDS, "none"))
         if "none" in kinds:
             raise NoiseConfigError("noise='none' cannot be combined with other noise types")
         if len(set(kinds)) != len(kinds):
