@@ -4,7 +4,8 @@
   Pareto frontier (not dominated on both axes, each axis counted in its own better direction) are
   ringed and joined; every point is labelled by its method.
 - `--kind sigma`: the metric against the noise scale σ, one line per noise type (and decoding
-  setting), runs without noise (greedy, temperature, nucleus) as horizontal baselines.
+  setting), runs without noise (greedy, temperature, nucleus) and methods without a σ (a random
+  prefix, table-drawn dummy tokens) as horizontal baselines.
 
 Metric names match lm-eval's result keys with or without the ",filter" suffix. Drawn with
 matplotlib's Agg canvas (no display needed) and written atomically.
