@@ -222,7 +222,9 @@ class HFNoisyLM(HFLM):
         if not too_long:
             return
         # lm-eval would stop here with an assertion; fit the generation to what the prompts leave.
-        longest = max(len(self.tok_encode(r.args[0])) for r in requests) + (config.noise_dummy_tokens or 0)
+        # Dummy tokens are extra positions; a k-character prefix and its separator take at most k + 1 tokens.
+        extra = (config.noise_dummy_tokens or 0) + (config.random_prefix + 1 if config.random_prefix else 0)
+        longest = max(len(self.tok_encode(r.args[0])) for r in requests) + extra
         room = self.max_length - longest
         asked = max(too_long.values())
         if room < 1:

@@ -262,3 +262,11 @@ def test_leaderboard_labels_for_seed_conditioning_methods():
         == "embedding σ=0.002 + random prefix k=8 alphabet=01"
     # from model_args alone (no provenance block)
     assert normalize_noise({"random_prefix": "8"})["random_prefix"] == 8
+
+
+def test_fitting_max_gen_toks_leaves_room_for_the_dummies(evaluate):
+    def room(args):
+        _, results = evaluate(args + ",max_length=48", toks=48, limit=1)
+        return results["samples"]["noise_demo"][0]["arguments"][0][1]["max_gen_toks"]
+
+    assert room("noise=embedding,noise_scale=0.05") - room(DUMMY) == 3
