@@ -23,7 +23,7 @@ def tiny_qwen2() -> str:
     return ensure_tiny_model("qwen2")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def task_manager():
     from lm_eval.tasks import TaskManager
 
@@ -32,7 +32,7 @@ def task_manager():
     return TaskManager(include_path=str(tasks_dir()), include_defaults=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def evaluate(tiny_model, task_manager):
     """Run tasks and return {task: [K responses per doc, in doc order]} plus the raw results."""
     import lm_eval
