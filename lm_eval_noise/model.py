@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import inspect
 import json
@@ -21,6 +22,7 @@ from lm_eval_noise.noise import NOISE_ARGS, NoiseConfig, NoiseConfigError, Noise
 from lm_eval_noise.noise.sampling import SeededSampler, alpha, is_sampling, t_star, warpers
 from lm_eval_noise.pretrained import missing_local_path
 from lm_eval_noise.provenance import provenance
+from lm_eval_noise.random_prefix import random_prefixes, user_turn_offset, with_prefix
 from lm_eval_noise.seeding import request_seeds
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,9 @@ class HFNoisyLM(HFLM):
         self._batch: list[int] | None = None
         self._records: dict[int, dict] = {}
         self._warned_loglikelihood = False
+        # Rendered chat prompt -> where its last user turn's content starts (random_prefix goes there).
+        self._user_turns: dict[str, int | None] = {}
+        self._warned_prefix = False
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -151,6 +156,17 @@ class HFNoisyLM(HFLM):
         info = super().get_model_info()
         info["noise"] = provenance(self.noise_config, self.noise.reference_norm, self.seeded_sampling)
         return info
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        rendered = super().apply_chat_template(chat_history, add_generation_prompt)
+        if self.noise_config.random_prefix:  # remember where the user turn starts: the prefix goes there
+            parent = super()
+
+            def render(history: list[dict]) -> str:
+                return parent.apply_chat_template(history, add_generation_prompt)
+
+            self._user_turns[rendered] = user_turn_offset(render, chat_history, rendered)
+        return rendered
 
     def set_cache_hook(self, cache_hook) -> None:
         self._refuse_cache(cache_hook, self.noise_config)
@@ -206,7 +222,9 @@ class HFNoisyLM(HFLM):
         if not too_long:
             return
         # lm-eval would stop here with an assertion; fit the generation to what the prompts leave.
-        longest = max(len(self.tok_encode(r.args[0])) for r in requests)
+        # Dummy tokens are extra positions; a k-character prefix and its separator take at most k + 1 tokens.
+        extra = (config.noise_dummy_tokens or 0) + (config.random_prefix + 1 if config.random_prefix else 0)
+        longest = max(len(self.tok_encode(r.args[0])) for r in requests) + extra
         room = self.max_length - longest
         asked = max(too_long.values())
         if room < 1:
@@ -237,8 +255,26 @@ class HFNoisyLM(HFLM):
             req.args[1].setdefault("noise_samples", []).append(self._records[i])
         return results
 
+    def _prefixed(self, request, prefix: str):
+        """A copy of the request whose context carries the prefix (in the user turn of a chat prompt)."""
+        context = request.args[0]
+        offset = self._user_turns.get(context, 0)
+        if offset is None:
+            offset = 0
+            if not self._warned_prefix:
+                log.warning("hf-noisy: cannot find the user turn in this chat template's output; "
+                            "random_prefix goes at the start of the prompt")
+                self._warned_prefix = True
+        return dataclasses.replace(request, arguments=(with_prefix(context, prefix, offset), *request.args[1:]))
+
     def _generate_seeded(self, requests, disable_tqdm: bool) -> list[str]:
-        self._seeds = request_seeds(requests, self.noise_config.noise_seed)
+        config = self.noise_config
+        self._seeds = request_seeds(requests, config.noise_seed)
+        prefixes: list[str] = []
+        if config.random_prefix:  # drawn from the sample's seed, which the unprefixed request decides
+            prefixes = random_prefixes([seed for seed, _ in self._seeds], config.random_prefix,
+                                       config.random_prefix_alphabet)
+            requests = [self._prefixed(req, prefix) for req, prefix in zip(requests, prefixes, strict=True)]
         # One call per generation-kwargs group: rows are matched to requests by context string, which
         # is unambiguous inside a group because lm-eval's sort is stable.
         groups: dict[str, list[int]] = defaultdict(list)
@@ -255,6 +291,8 @@ class HFNoisyLM(HFLM):
                     results[i] = text
         finally:
             self._seed_queue = None
+        for i, prefix in enumerate(prefixes):
+            self._records[i]["random_prefix"] = prefix
         return results
 
     def tok_batch_encode(self, strings, *args: Any, **kwargs: Any):
@@ -335,9 +373,14 @@ class HFNoisyLM(HFLM):
         record_alpha = None
         weight_draw = self.noise.weight.perturbed(int(seeds[0])) if self.noise.weight is not None else contextlib.nullcontext()
         clean = self._last_logits(context, mask) if compensate else None
+        dummy, columns = self.noise.dummy, None
+        if dummy is not None:
+            layout = dummy.layout(mask)
+            context, mask = layout.extend(context, mask, dummy.ids(seeds))
+            columns = layout.columns
         with weight_draw:
             if compensate:
-                with self.noise.attached(NoiseState(config, seeds, mask, max_new)):
+                with self.noise.attached(NoiseState(config, seeds, mask, max_new, dummy_columns=columns)):
                     noisy = self._last_logits(context, mask)
                 record_alpha = alpha(clean, noisy)
                 temperatures = t_star(t_base, record_alpha)
@@ -349,8 +392,7 @@ class HFNoisyLM(HFLM):
             if sampling:
                 truncation = warpers(settings["top_k"], settings["top_p"], settings["min_p"])
                 processors.append(SeededSampler(seeds, temperatures, context.shape[1], truncation))
-            state = NoiseState(config, seeds, mask, max_new)
-            with self.noise.attached(state):
+            with self.noise.attached(NoiseState(config, seeds, mask, max_new, dummy_columns=columns)):
                 out = super()._model_generate(
                     context,
                     context.shape[1] + max_new,
@@ -360,6 +402,8 @@ class HFNoisyLM(HFLM):
                     **passthrough,
                     **{k: v for k, v in generation_kwargs.items() if k != "logits_processor"},
                 )
+        if dummy is not None:
+            out = layout.strip(out)  # lm-eval slices the continuation at the unextended context's width
         records = [{} for _ in range(len(seeds))]
         if record_alpha is not None:
             for rec, a, t in zip(records, record_alpha.tolist(), temperatures.tolist(), strict=True):

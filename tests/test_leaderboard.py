@@ -767,3 +767,27 @@ def test_readers_match_a_fresh_lm_eval_run(tmp_path):
     assert rec["n_samples"]["effective"] == 4
     assert set(rec["metrics"]) == {"pass@1,all_samples", "pass@5,all_samples", "distinct_2,all_samples", "self_bleu,all_samples"}
     assert all(math.isfinite(m["value"]) and m["stderr"] is not None for m in rec["metrics"].values())
+
+
+def test_seed_conditioning_methods_in_table_and_sigma_plot(tmp_path, monkeypatch):
+    """Dummy-token runs are a σ series; a random prefix has no σ and is drawn as a baseline."""
+    from matplotlib.axes import Axes
+
+    lines: list[str] = []
+    draw = Axes.axhline
+    monkeypatch.setattr(Axes, "axhline", lambda self, *a, **kw: (lines.append(kw.get("label")), draw(self, *a, **kw))[1])
+    src = results_of("embed-0.002")
+    copy_run(src, tmp_path / "embed")
+    for sigma in (0.5, 1.0):
+        copy_run(src, tmp_path / f"dummy-{sigma}", noise=["dummy"], noise_scale=sigma, noise_dummy_tokens=4,
+                 noise_dummy_position="prefix", noise_dummy_init="gaussian")
+    copy_run(src, tmp_path / "prefix", noise=[], noise_scale=0.0, random_prefix=8,
+             random_prefix_alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    records, _ = table.collect(tmp_path)
+    labels = {r["method"]["label"] for r in records if r["task"]["name"] == "tiny_gen"}
+    assert labels == {"embedding σ=0.002", "dummy σ=0.5 k=4 prefix", "dummy σ=1.0 k=4 prefix", "random prefix k=8"}
+    sel, (key,) = plots.select(records, ["pass@5"], None, None)
+    _, series = plots.plot_sigma(sel, key, tmp_path / "s.png")
+    assert sorted(series) == ["dummy k=4 prefix", "embedding"]
+    assert [s for s, _ in series["dummy k=4 prefix"]] == [0.5, 1.0]
+    assert lines == ["random prefix k=8 (baseline)"]

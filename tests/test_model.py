@@ -5,40 +5,13 @@ from __future__ import annotations
 import logging
 import math
 
-import lm_eval
 import pytest
-from lm_eval.tasks import TaskManager
 
-from lm_eval_noise import tasks_dir
 from lm_eval_noise.model import FAST_DECODE_COMPILE
 from lm_eval_noise.noise import NoiseConfigError
 
 logging.getLogger("lm_eval").setLevel(logging.ERROR)
 EMBED = "noise=embedding,noise_scale=0.05"
-
-
-@pytest.fixture(scope="module")
-def task_manager():
-    return TaskManager(include_path=str(tasks_dir()), include_defaults=False)
-
-
-@pytest.fixture(scope="module")
-def evaluate(tiny_model, task_manager):
-    """Run tasks and return {task: [K responses per doc, in doc order]} plus the raw results."""
-
-    def run(model_args: str = "", tasks=("noise_demo",), batch_size=1, model="hf-noisy", limit=4, toks=10, **kw):
-        args = f"pretrained={tiny_model},device=cpu,dtype=float32" + (f",{model_args}" if model_args else "")
-        results = lm_eval.simple_evaluate(
-            model=model, model_args=args, tasks=list(tasks), task_manager=task_manager, batch_size=batch_size,
-            log_samples=True, limit=limit, gen_kwargs=f"max_gen_toks={toks}", bootstrap_iters=0, **kw,
-        )
-        samples = {
-            task: [s["resps"][0] for s in sorted(rows, key=lambda s: s["doc_id"])]
-            for task, rows in results["samples"].items()
-        }
-        return samples, results
-
-    return run
 
 
 def _distinct_share(responses: list[list[str]]) -> float:
@@ -189,6 +162,7 @@ def _no_fallback(caplog) -> bool:
     (FAST_NOISE, "noise_demo_sampled", 1),
     (EMBED + ",noise_first_k=3", "noise_demo_sampled", 3),
     ("noise=weight,noise_scale=0.05,noise_targets=mlp", "noise_demo", 2),
+    ("noise=dummy+embedding,noise_scale=0.05,noise_dummy_tokens=2", "noise_demo", 3),
 ])
 def test_fast_decode_traces_noise_into_the_decode_graph(evaluate, fresh_compile, monkeypatch, caplog, noise, task,
                                                         batch_size):

@@ -1,14 +1,16 @@
 """A stable, human-readable method label (and its structured form) from one results JSON alone.
 
 Labels look like: "greedy", "T=0.8", "top_p=0.95 T=1.0", "embedding σ=0.002",
-"embedding σ=0.002 + T=0.8", "weight+activation σ=0.01", "embedding σ=0.01 [per_sequence]".
+"embedding σ=0.002 + T=0.8", "weight+activation σ=0.01", "embedding σ=0.01 [per_sequence]",
+"dummy σ=1.0 k=4 prefix", "dummy k=4 suffix table", "random prefix k=8",
+"embedding σ=0.002 + random prefix k=8".
 
 Where things come from, first found wins:
 
 - results["config"]["method"]: written by the sweep runner. A string is the label; a dict may give
   "label" (or "name"), "noise" and "gen_kwargs"/"generation_kwargs"/"generation".
 - Noise: results["config"]["noise"] (hf-noisy's provenance block, merged in by lm-eval from the
-  model's get_model_info()), else the `noise*` keys of results["config"]["model_args"]. Keys are
+  model's get_model_info()), else the `noise*` and `random_prefix*` keys of results["config"]["model_args"]. Keys are
   read with or without a "noise_" prefix ("noise"/"type", "noise_scale"/"scale"/"sigma", ...).
   A type of "none" (or no type) means no noise. The seed and measured values (reference norm
   value, versions) are recorded but kept out of the label.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,10 +148,16 @@ def normalize_noise(block: Any) -> dict[str, Any] | None:
         short = key.removeprefix("noise_") if key != "noise" else ""
         out[_KEY_ALIASES.get(short, short)] = value
     types = _types(out.get("type"))
-    if not types:
+    prefix = _num(out.get("random_prefix"))
+    out["random_prefix"] = int(prefix) if prefix else None
+    if not types and not out["random_prefix"]:
         return None
     out["types"] = types
     out["type"] = "+".join(types)
+    if not types or (types == ["dummy"] and str(out.get("dummy_init")).lower() == "table"):
+        out["scale"] = None  # a random prefix, or table-drawn dummy rows, have no σ
+        out.pop("scales", None)
+        return out
     scale = out.get("scale")
     if isinstance(scale, dict):
         scales = {str(k): _num(v) for k, v in scale.items()}
@@ -182,7 +191,7 @@ def parse_model_args(model_args: Any) -> dict[str, Any]:
 
 def _noise_from_model_args(model_args: Any) -> dict[str, Any] | None:
     model_args = parse_model_args(model_args)
-    block = {k: v for k, v in model_args.items() if k == "noise" or k.startswith("noise_")}
+    block = {k: v for k, v in model_args.items() if k == "noise" or k.startswith(("noise_", "random_prefix"))}
     return normalize_noise(block) if block else None
 
 
@@ -260,7 +269,9 @@ def format_generation(gen: dict[str, Any]) -> str:
 
 def format_noise(noise: dict[str, Any]) -> str:
     types = noise["types"]
-    if noise.get("scale") is not None:
+    if not types:
+        text = ""
+    elif noise.get("scale") is not None:
         text = f"{noise['type']} σ={fmt_num(noise['scale'])}"
     elif noise.get("scales"):
         text = " + ".join(
@@ -279,7 +290,18 @@ def format_noise(noise: dict[str, Any]) -> str:
         elif isinstance(value, float):
             value = fmt_num(value)
         quals.append(str(value) if key in _SHOW_VALUE_ONLY else f"{key}={value}")
-    return f"{text} [{', '.join(quals)}]" if quals else text
+    if "dummy" in types:  # "dummy σ=1.0 k=4 prefix"; the init only when it is not the gaussian default
+        init = str(noise.get("dummy_init") or "gaussian")
+        text += f" k={noise.get('dummy_tokens')} {noise.get('dummy_position') or 'prefix'}"
+        text += f" {init}" if init != "gaussian" else ""
+    text = f"{text} [{', '.join(quals)}]" if quals else text
+    if noise.get("random_prefix"):
+        prefix = f"random prefix k={noise['random_prefix']}"
+        alphabet = noise.get("random_prefix_alphabet")
+        if alphabet and alphabet != string.ascii_uppercase:  # hf-noisy's default alphabet
+            prefix += f" alphabet={alphabet}"
+        text = f"{text} + {prefix}" if text else prefix
+    return text
 
 
 def format_label(noise: dict[str, Any] | None, generation: dict[str, Any]) -> str:

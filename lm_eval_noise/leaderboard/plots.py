@@ -4,7 +4,8 @@
   Pareto frontier (not dominated on both axes, each axis counted in its own better direction) are
   ringed and joined; every point is labelled by its method.
 - `--kind sigma`: the metric against the noise scale σ, one line per noise type (and decoding
-  setting), runs without noise (greedy, temperature, nucleus) as horizontal baselines.
+  setting), runs without noise (greedy, temperature, nucleus) and methods without a σ (a random
+  prefix, table-drawn dummy tokens) as horizontal baselines.
 
 Metric names match lm-eval's result keys with or without the ",filter" suffix. Drawn with
 matplotlib's Agg canvas (no display needed) and written atomically.
@@ -299,7 +300,7 @@ def plot_sigma(sel: Selection, ykey: str, output: str | Path, title: str | None 
             continue
         m = r["metrics"][ykey]
         noise = r["method"].get("noise")
-        if not noise:
+        if not noise or (noise.get("scale") is None and not noise.get("scales")):  # no σ axis: a random prefix
             baselines.setdefault(r["method"]["label"], (r["method"], []))[1].append((m["value"], m["stderr"]))
         elif noise.get("scale") is not None:
             by_scale = series.setdefault(_series_name(r["method"]), {})

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import string
 from typing import Any
 
+# Perturbations of what the model computes, sigma relative to what they perturb (the alpha tool measures
+# these). `dummy` adds input positions instead: it takes noise_dummy_* and no position mask.
 NOISE_TYPES = ("embedding", "weight", "activation", "hidden", "lm_head")
+KINDS = (*NOISE_TYPES, "dummy")
 SCOPES = ("per_token", "per_sequence")
 EMBED_NORMS = ("vocab", "input")
 POSITIONS = ("all", "prompt", "generated")
@@ -15,6 +19,10 @@ DISTS = ("gaussian", "uniform")
 COMPENSATIONS = ("none", "auto")
 TARGET_KINDS = ("attention", "mlp", "lm_head")
 TARGET_DEPTHS = ("early", "middle", "late")
+DUMMY_POSITIONS = ("prefix", "suffix")
+DUMMY_INITS = ("gaussian", "table")
+# Nagarajan et al. (ICML 2025) write their seed strings in uppercase letters ("XKPQMZ").
+PREFIX_ALPHABET = string.ascii_uppercase
 # Types whose noise can differ per token position (structured injection applies to them): all the
 # hooked ones, whose noise goes through one position mask; a weight draw has no positions.
 POSITIONAL_TYPES = ("embedding", "activation", "hidden", "lm_head")
@@ -79,11 +87,22 @@ class NoiseConfig:
     noise_dist: str = "gaussian"
     temperature_compensation: str = "none"
     t_base: float | None = None
+    noise_dummy_tokens: int | None = None
+    noise_dummy_position: str = "prefix"
+    noise_dummy_init: str = "gaussian"
+    random_prefix: int | None = None
+    random_prefix_alphabet: str = PREFIX_ALPHABET
+
+    @property
+    def perturbs(self) -> bool:
+        """True when the noise types with a sigma will actually add something."""
+        return bool(self.noise) and (self.noise_scale > 0 or (self.noise_scale_end or 0) > 0)
 
     @property
     def active(self) -> bool:
-        """True when any noise will actually be injected."""
-        return bool(self.noise) and (self.noise_scale > 0 or (self.noise_scale_end or 0) > 0)
+        """True when generations differ per sample: perturbing noise, dummy tokens (real positions even
+        at sigma 0) or a random-string prefix."""
+        return self.perturbs or "dummy" in self.noise or bool(self.random_prefix)
 
     @classmethod
     def from_args(cls, **args: Any) -> NoiseConfig:
@@ -96,7 +115,7 @@ class NoiseConfig:
         if kinds in ([], ["none"]):
             kinds = []
         for kind in kinds:
-            _choice("noise", kind, (*NOISE_TYPES, "none"))
+            _choice("noise", kind, (*KINDS, "none"))
         if "none" in kinds:
             raise NoiseConfigError("noise='none' cannot be combined with other noise types")
         if len(set(kinds)) != len(kinds):
@@ -122,8 +141,8 @@ class NoiseConfig:
             raise NoiseConfigError(f"noise_schedule={schedule} needs noise_scale_end=")
         if schedule == "constant" and scale_end is not None:
             raise NoiseConfigError("noise_scale_end needs noise_schedule=linear, cosine or exp")
-        if schedule != "constant" and kinds == ["weight"]:
-            raise NoiseConfigError("noise_schedule does not apply to noise=weight (one draw per sample)")
+        if schedule != "constant" and kinds in (["weight"], ["dummy"]):
+            raise NoiseConfigError(f"noise_schedule does not apply to noise={kinds[0]} (one draw per sample)")
         scale = _float("noise_scale", get("noise_scale") or 0.0)
         scale_end = None if scale_end is None else _float("noise_scale_end", scale_end)
         if schedule == "exp" and (scale == 0 or scale_end == 0):
@@ -150,6 +169,8 @@ class NoiseConfig:
                 "temperature_compensation=auto measures alpha on the prompt, which noise_positions=generated / "
                 "noise_first_k=0 leave clean; use noise_positions=all or prompt"
             )
+        dummy = _dummy_args(kinds, get)
+        prefix, alphabet = _prefix_args(get)
         config = cls(
             noise=tuple(kinds),
             noise_scale=scale,
@@ -165,8 +186,13 @@ class NoiseConfig:
             noise_dist=_choice("noise_dist", get("noise_dist") or "gaussian", DISTS),
             temperature_compensation=compensation,
             t_base=t_base,
+            **dummy,
+            random_prefix=prefix,
+            random_prefix_alphabet=alphabet,
         )
-        if kinds and get("noise_scale") is None:
+        # Table-drawn dummy rows alone have no sigma to set.
+        needs_scale = kinds and not (kinds == ["dummy"] and dummy["noise_dummy_init"] == "table")
+        if needs_scale and get("noise_scale") is None:
             # Without this a run labelled noise=<type> would silently inject nothing.
             raise NoiseConfigError(
                 f"noise={'+'.join(kinds)} needs noise_scale=SIGMA (a float > 0, e.g. noise_scale=0.01); "
@@ -180,6 +206,46 @@ class NoiseConfig:
         out["noise"] = list(self.noise)
         out["noise_targets"] = list(self.noise_targets)
         return out
+
+
+def _dummy_args(kinds: list[str], get) -> dict[str, Any]:
+    """noise_dummy_* values, refused without noise=dummy (they would silently do nothing)."""
+    given = [k for k in ("noise_dummy_tokens", "noise_dummy_position", "noise_dummy_init") if get(k) is not None]
+    if "dummy" not in kinds:
+        if given:
+            raise NoiseConfigError(f"{', '.join(given)} only apply to noise=dummy")
+        return {}
+    if get("noise_dummy_tokens") is None:
+        raise NoiseConfigError("noise=dummy needs noise_dummy_tokens=K (an integer >= 1)")
+    return {
+        "noise_dummy_tokens": _int("noise_dummy_tokens", get("noise_dummy_tokens"), minimum=1),
+        "noise_dummy_position": _choice(
+            "noise_dummy_position", get("noise_dummy_position") or "prefix", DUMMY_POSITIONS
+        ),
+        "noise_dummy_init": _choice("noise_dummy_init", get("noise_dummy_init") or "gaussian", DUMMY_INITS),
+    }
+
+
+def _prefix_args(get) -> tuple[int | None, str]:
+    """random_prefix=K (>= 1) and its alphabet (distinct characters, at least two)."""
+    k, alphabet = get("random_prefix"), get("random_prefix_alphabet")
+    if k is None:
+        if alphabet is not None:
+            raise NoiseConfigError("random_prefix_alphabet only applies with random_prefix=K")
+        return None, PREFIX_ALPHABET
+    k = _int("random_prefix", k, minimum=1)
+    if isinstance(alphabet, (int, float)) and not isinstance(alphabet, bool):
+        # lm-eval's --model_args parser turns "01" into the number 1: the characters are lost.
+        raise NoiseConfigError(
+            f"random_prefix_alphabet={alphabet!r} arrived as a number (lm-eval converts numeric model_args); "
+            "include a non-digit character, or give it as a quoted string in a sweep config"
+        )
+    alphabet = PREFIX_ALPHABET if alphabet is None else str(alphabet)
+    if len(set(alphabet)) < 2 or len(set(alphabet)) != len(alphabet) or any(c.isspace() for c in alphabet):
+        raise NoiseConfigError(
+            f"random_prefix_alphabet={alphabet!r} is not valid; expected at least two distinct, non-space characters"
+        )
+    return k, alphabet
 
 
 # The model args that NoiseConfig owns (the rest of `--model_args` goes to the model class).

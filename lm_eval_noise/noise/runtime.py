@@ -10,6 +10,7 @@ from torch import nn
 from lm_eval_noise.noise.activation import ActivationNoise
 from lm_eval_noise.noise.base import Injector
 from lm_eval_noise.noise.config import NoiseConfig
+from lm_eval_noise.noise.dummy import DummyTokens
 from lm_eval_noise.noise.embedding import EmbeddingNoise
 from lm_eval_noise.noise.hidden import HiddenNoise
 from lm_eval_noise.noise.lm_head import LMHeadNoise
@@ -31,8 +32,11 @@ class NoiseRuntime:
     def __init__(self, model: nn.Module, config: NoiseConfig):
         self.model = core_model(model)
         self.config = config
-        kinds = config.noise if config.active else ()
-        self.injectors: list[Injector] = [_HOOKED[k](self.model, config) for k in kinds if k in _HOOKED]
+        kinds = config.noise if config.perturbs else ()
+        # Dummy tokens are real positions even at sigma 0; first, so other embedding noise adds to them.
+        self.dummy = DummyTokens(self.model, config) if "dummy" in config.noise else None
+        self.injectors: list[Injector] = [self.dummy] if self.dummy is not None else []
+        self.injectors += [_HOOKED[k](self.model, config) for k in kinds if k in _HOOKED]
         self.weight = WeightNoise(self.model, config) if "weight" in kinds else None
 
     @property

@@ -35,7 +35,8 @@ class NoiseState:
     of the padded layout.
     """
 
-    def __init__(self, config: NoiseConfig, seeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int):
+    def __init__(self, config: NoiseConfig, seeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
+                 dummy_columns: torch.Tensor | None = None):
         device = attention_mask.device
         self.config = config
         self.seeds = seeds.to(device=device, dtype=torch.int64)
@@ -58,6 +59,8 @@ class NoiseState:
         self._mask: torch.Tensor | None = None
         # Per-forward scratch space for injectors that serve all their sites from one computation.
         self.shared: dict = {}
+        # [B, prompt_width] bool: the dummy-token columns of the prompt (noise=dummy), else None.
+        self.dummy_columns = dummy_columns
 
     def begin_forward(self, width: int, position_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> None:
         """Called before each model forward over `width` new tokens."""
