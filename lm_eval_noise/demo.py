@@ -21,8 +21,8 @@ OUTPUT = "lm_eval_noise_demo"  # in the working directory, never over a checkout
 PARETO = ("humaneval_pass_at_k_chat_demo", "distinct_2", "pass@1")
 SHOWN = ("noise_demo_math_chat/accuracy,noise_demo_math_chat/distinct_2,"
          "humaneval_pass_at_k_chat_demo/pass@1,humaneval_pass_at_k_chat_demo/distinct_2,"
-         "creative_writing/distinct_2,creative_writing/self_bleu,problem_generation/valid,"
-         "problem_generation/docstring_distinct_2")
+         "creative_writing/distinct_2,creative_writing/self_bleu,problem_generation_chat/valid,"
+         "problem_generation_chat/docstring_distinct_2")
 
 
 def _quietly(func, argv: list[str]) -> int:
