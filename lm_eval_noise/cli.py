@@ -7,7 +7,7 @@ import sys
 
 # name -> "module:function"; each function takes argv (list[str]) and returns an exit code.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("lm_eval_noise.demo:main", "offline demo on a tiny embedded model"),
+    "demo": ("lm_eval_noise.demo:main", "offline demo on the embedded SmolLM2-135M-Instruct"),
     "sweep": ("lm_eval_noise.sweep:main", "run many methods on one loaded model"),
     "leaderboard": ("lm_eval_noise.leaderboard.table:main", "aggregate result files into a table"),
     "plot": ("lm_eval_noise.leaderboard.plots:main", "Pareto and sigma-sweep plots"),
@@ -16,13 +16,20 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "alpha": ("lm_eval_noise.analysis.alpha:main", "measure alpha and T* per noise type and scale"),
     "bench": ("lm_eval_noise.bench:main", "benchmark suite"),
     "tasks-path": ("lm_eval_noise.cli:print_tasks_path", "print the folder to pass to --include_path"),
+    "model-path": ("lm_eval_noise.smollm:print_model_path", "print (building once) the embedded SmolLM2 checkpoint"),
 }
 
 
 def print_tasks_path(argv: list[str]) -> int:
     """Print the task folder, for `--include_path $(python -m lm_eval_noise tasks-path)`."""
+    import argparse
+
     from lm_eval_noise import tasks_dir
 
+    argparse.ArgumentParser(
+        prog="python -m lm_eval_noise tasks-path",
+        description="Print the folder of this project's lm-eval tasks, for --include_path.",
+    ).parse_args(argv)
     print(tasks_dir())
     return 0
 

@@ -11,10 +11,13 @@ import hashlib
 import json
 import os
 import random
+import sys
 from pathlib import Path
 
+from lm_eval_noise.cache import build_once, cache_root
+
 ARCHS = ("llama", "qwen2")
-_RECIPE_VERSION = 4
+_RECIPE_VERSION = 5  # 5: the done.json marker lists file sizes (lm_eval_noise.cache)
 _SUBJECTS = ["the cat", "a robot", "the old sailor", "my sister", "the wizard", "a small dog",
              "the teacher", "a young girl", "the king", "our neighbour", "the detective", "a farmer"]
 _VERBS = ["found", "lost", "built", "painted", "opened", "carried", "watched", "followed",
@@ -54,13 +57,6 @@ def corpus(n_lines: int = 1500, seed: int = 0) -> list[str]:
     return lines
 
 
-def _default_cache() -> Path:
-    root = os.environ.get("LM_EVAL_NOISE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "lm_eval_noise"
-    )
-    return Path(root)
-
-
 def _spec(arch: str, hidden: int, layers: int, steps: int) -> dict:
     return {"arch": arch, "hidden": hidden, "layers": layers, "steps": steps, "recipe": _RECIPE_VERSION}
 
@@ -77,19 +73,8 @@ def ensure_tiny_model(
         raise ValueError(f"arch={arch!r} is not supported; valid values: {', '.join(ARCHS)}")
     spec = _spec(arch, hidden, layers, steps)
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-    path = Path(cache_dir or _default_cache()) / f"tiny-{arch}-{digest}"
-    if (path / "done.json").exists():
-        return str(path)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    _build(tmp, spec)
-    (tmp / "done.json").write_text(json.dumps(spec))
-    try:
-        tmp.rename(path)
-    except OSError:  # another process finished first
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(path)
+    path = Path(cache_dir or cache_root()) / f"tiny-{arch}-{digest}"
+    return str(build_once(path, spec, lambda tmp: _build(tmp, spec), what=f"tiny {arch} model"))
 
 
 def _train_tokenizer(lines: list[str]):
@@ -131,6 +116,7 @@ def _config(spec: dict, tokenizer):
 
 def _build(path: Path, spec: dict) -> None:
     import torch
+    from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM
 
     lines = corpus()
@@ -143,13 +129,17 @@ def _build(path: Path, spec: dict) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     model.train()
-    for _ in range(spec["steps"]):
+    # Progress on stderr: the first build takes a minute or more on a small CPU.
+    steps = tqdm(range(spec["steps"]), desc=f"training the tiny {spec['arch']} model (once, cached)",
+                 unit="step", file=sys.stderr, mininterval=1.0)
+    for _ in steps:
         starts = torch.randint(0, len(stream) - seq_len - 1, (batch,), generator=gen)
         x = torch.stack([stream[s : s + seq_len] for s in starts.tolist()])
         loss = model(input_ids=x, labels=x).loss
         loss.backward()
         opt.step()
         opt.zero_grad()
+        steps.set_postfix(loss=f"{loss.item():.2f}", refresh=False)
     model.eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     path.mkdir(parents=True, exist_ok=True)

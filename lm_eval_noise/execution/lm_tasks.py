@@ -72,6 +72,12 @@ def run_humaneval(resps, docs) -> list[list[dict]]:
     return _execute(resps, docs, humaneval_job, HUMANEVAL_LIMITS)
 
 
+def run_humaneval_chat(resps, docs) -> list[list[dict]]:
+    """Filter for chat-style answers: the answer's first fenced block (else the answer) runs after the
+    prompt, so a complete function redefines the prompt's stub and keeps its imports and helpers."""
+    return _execute(resps, docs, lambda doc, r: humaneval_job(doc, "\n" + extract_code(r)), HUMANEVAL_LIMITS)
+
+
 def run_apps(resps, docs) -> list[list[dict]]:
     """Filter: as run_humaneval, for APPS (code taken from a fenced block when the answer has one)."""
     return _execute(resps, docs, lambda doc, r: apps_job(doc, extract_code(r)), APPS_LIMITS)

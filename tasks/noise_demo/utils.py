@@ -34,3 +34,15 @@ def process_math(doc: dict, results: list) -> dict:
     samples = responses(results)
     correct = [m is not None and int(m.group(1)) == doc["answer"] for m in map(_ANSWER.search, samples)]
     return {"accuracy": sum(correct) / len(samples), **process_results(doc, results)}
+
+
+_INT = re.compile(r"-?\d+")
+
+
+def process_math_chat(doc: dict, results: list) -> dict:
+    """As process_math, for a chat model asked for the number only: the answer's last integer counts
+    (small models often restate the sum, "1 + 2 = 3")."""
+    samples = responses(results)
+    last = [_INT.findall(s) for s in samples]
+    correct = [bool(ints) and int(ints[-1]) == doc["answer"] for ints in last]
+    return {"accuracy": sum(correct) / len(samples), **process_results(doc, results)}
