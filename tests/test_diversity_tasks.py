@@ -44,6 +44,7 @@ OFFLINE_TASKS = {
     "creative_writing_t12": (CREATIVE_METRICS, 48, True, 1.2),
     "problem_generation": (PROBLEM_METRICS, 6, False, 0.0),
     "problem_generation_t08": (PROBLEM_METRICS, 6, True, 0.8),
+    "problem_generation_chat": (PROBLEM_METRICS, 6, False, 0.0),
     "gsm8k_pass_at_k_fixture": (GSM8K_METRICS, 20, False, 0.0),
 }
 HUB_TASKS = {"gsm8k_pass_at_k": (GSM8K_METRICS, None, False, 0.0)}
