@@ -3,11 +3,14 @@
 The behaviour signatures come from the sandbox runs that score Pass@K (no second execution), so the
 cost is the judge's recording of each (input, output) pair and its hash, plus, after scoring, each
 program's structure key and the class counts. Two figures, both in this process with one warm sandbox:
-  end to end  scoring with the recording on vs with it replaced by a no-op, plus the per-problem class
-              metrics, in alternating rounds (median of each); the overhead must stay under 10%;
-  added CPU   the recording and the class metrics timed alone (seconds per prompt), which background
-              load cannot blur as it blurs the end-to-end difference.
-Samples per problem: the canonical solution x 7, a wrong `return None` x 2, a syntax error x 1.
+  end to end  scoring with the recording on (and the structure keys, parsed on a thread of their own
+              while the sandbox runs, as score-code and the tasks do) vs with it replaced by a no-op,
+              plus the per-problem class metrics, in alternating rounds (median of each); the
+              overhead must stay under 10%;
+  added CPU   the recording, the structure keys and the class metrics timed alone, serially (ms per
+              prompt), which background load cannot blur as it blurs the end-to-end difference.
+Samples per problem: the canonical solution x 7, a wrong `return None` x 2, a syntax error x 1, every
+text distinct (a comment apiece).
 
 Run: python benchmarks/bench_behaviour.py [--quick] [--workers N] [--rounds R] [--json PATH]
 """
@@ -26,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 NAME = "behaviour"
 TIMEOUT = 3.0
-COMPLETIONS = lambda p: [p["canonical_solution"]] * 7 + ["    return None\n"] * 2 + ["    return (\n"]  # noqa: E731
+# distinct texts (a comment apiece), so that no per-text cache could make the structure keys cheap
+COMPLETIONS = lambda p: ([p["canonical_solution"] + f"    # copy {i}\n" for i in range(7)]  # noqa: E731
+                         + ["    return None\n", "    return None  # again\n", "    return (\n"])
 
 
 class _NoTrace:
@@ -66,18 +71,19 @@ class _TimedTrace:
 
 def _score(sandbox, problems, jobs, trace_cls, with_metrics: bool) -> tuple[float, list]:
     from lm_eval_noise.execution import judge
-    from lm_eval_noise.execution.score import diversity_metrics, sample_record
+    from lm_eval_noise.execution.score import diversity_metrics, run_jobs, sample_record
 
     judge.Trace = trace_cls
     start = time.perf_counter()
-    results = sandbox.run_many(jobs)
-    if with_metrics:
-        per: dict[str, list] = {}
-        for (tid, completion), job, result in zip(problems, jobs, results):
-            per.setdefault(tid, []).append(sample_record(completion, result, job))
-        metrics = [diversity_metrics(recs) for recs in per.values()]
-    else:
+    if not with_metrics:
+        sandbox.run_many(jobs)
         metrics = []
+    else:
+        results, structures = run_jobs(sandbox, jobs)
+        per: dict[str, list] = {}
+        for (tid, completion), structure, result in zip(problems, structures, results):
+            per.setdefault(tid, []).append(sample_record(completion, result, structure))
+        metrics = [diversity_metrics(recs) for recs in per.values()]
     return time.perf_counter() - start, metrics
 
 
@@ -88,6 +94,7 @@ def run(quick: bool = False, workers: int | None = None, rounds: int = 3, **_) -
     from lm_eval_noise.execution.behaviour import Trace
     from lm_eval_noise.execution.loaders import humaneval_job
     from lm_eval_noise.execution.score import diversity_metrics, sample_record
+    from lm_eval_noise.metrics.structure import structure_digest
 
     problems = list(read_problems().values())[: 40 if quick else None]
     samples = [(p["task_id"], c) for p in problems for c in COMPLETIONS(p)]
@@ -108,7 +115,8 @@ def run(quick: bool = False, workers: int | None = None, rounds: int = 3, **_) -
             start = time.perf_counter()
             per: dict[str, list] = {}
             for (tid, completion), job, result in zip(samples, jobs, results):
-                per.setdefault(tid, []).append(sample_record(completion, result, job))
+                record = sample_record(completion, result, structure_digest(job["program"]))
+                per.setdefault(tid, []).append(record)
             metrics = [diversity_metrics(recs) for recs in per.values()]
             post_s = time.perf_counter() - start
     finally:

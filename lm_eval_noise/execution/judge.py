@@ -5,16 +5,22 @@ plain data (`plain_data.py`). Here, outside the sandbox:
   stdio   each test's stdout is compared with the expected output (APPS rules);
   call    each test's arguments are sent, the decoded return value is compared (APPS rules);
   check   HumanEval: the dataset's `check` and the prompt's helper functions (trusted dataset code) run
-          here, and each call of `candidate` is a round trip to the program's function;
+          here, and each call of `candidate` is a round trip to the program's function (the check's
+          `random` is seeded, the same for every sample);
   script  a self-checking program passes if it runs to its end. Its verdict is only as trustworthy as
           the program: it is for trusted test programs, never for judging untrusted answers.
 A message, exit code or memory write of the program can make a verdict fail, never pass.
+Along the way the judge records what the program answered to each input: the sample's behaviour
+signature (`behaviour.py`), from the same runs.
 """
 
 from __future__ import annotations
 
+import builtins
 import functools
+import random
 import time
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -344,6 +350,31 @@ class _Stop(BaseException):
     pass
 
 
+_MODULE_RANDOM = random.random.__self__  # the instance behind the random module's functions
+CHECK_SEED = 0
+
+
+def _check_namespace() -> dict:
+    """A fresh namespace for the check code, in which `random` is seeded (CHECK_SEED) and private to the
+    run: a check that draws random inputs (HumanEval/38, 50, 53) then sends every sample, and the dry
+    run, the same inputs, so that equal programs get equal behaviour signatures and the dry run foresees
+    the calls. Imports of `random` anywhere in the check (top level or inside `check`) get it."""
+    rng = random.Random(CHECK_SEED)
+    module = types.ModuleType("random")
+    for name, value in vars(random).items():
+        if not name.startswith("__"):
+            setattr(module, name, getattr(rng, name) if getattr(value, "__self__", None) is _MODULE_RANDOM
+                    else value)
+    real_import = builtins.__import__
+
+    def _import(name, globals=None, locals=None, fromlist=(), level=0):
+        if name == "random" and level == 0:
+            return module
+        return real_import(name, globals, locals, fromlist, level)
+
+    return {"__name__": "__check__", "__builtins__": {**vars(builtins), "__import__": _import}}
+
+
 _MAX_RECORDED = 1000
 
 
@@ -362,7 +393,7 @@ def _recorded_calls(job: dict) -> list[bytes]:
             raise _Stop from None
         return _Anything()
 
-    namespace: dict = {"__name__": "__check__"}
+    namespace = _check_namespace()
     try:
         exec(_check_code(job["check"]), namespace)
         namespace[job["entry_point"]] = recorder
@@ -403,7 +434,7 @@ def _judge_check(job: dict, session, timeout_s: float, record: dict, foreseen: l
         trace.returned(args, value)  # before the check can mutate the value
         return value
 
-    namespace: dict = {"__name__": "__check__"}
+    namespace = _check_namespace()
     try:
         exec(_check_code(job["check"]), namespace)
         namespace[job["entry_point"]] = candidate  # a check may call the function by its own name

@@ -26,7 +26,13 @@ from lm_eval_noise.execution.loaders import (
     load_apps_dataset,
 )
 from lm_eval_noise.execution.sandbox import Limits, shared_sandbox
-from lm_eval_noise.execution.score import DIVERSITY_METRICS, diversity_metrics, problem_metrics, sample_record
+from lm_eval_noise.execution.score import (
+    DIVERSITY_METRICS,
+    diversity_metrics,
+    problem_metrics,
+    run_jobs,
+    sample_record,
+)
 from lm_eval_noise.metrics.measured import with_measured
 
 # pass@k is emitted for each of these k that is <= the number of repeats; the task YAMLs declare them all.
@@ -62,10 +68,10 @@ def _execute(resps, docs, build_job, limits: Limits) -> list[list[dict]]:
         for response in responses:
             jobs.append(build_job(doc, response))
             owners.append((d, response))
-    results = _sandbox(limits).run_many(jobs)
+    results, structures = run_jobs(_sandbox(limits), jobs)
     out: list[list[dict]] = [[] for _ in docs]
-    for (d, response), job, result in zip(owners, jobs, results):
-        out[d].append(sample_record(response, result, job))
+    for (d, response), structure, result in zip(owners, structures, results):
+        out[d].append(sample_record(response, result, structure))
     return out
 
 

@@ -16,6 +16,7 @@ import json
 import math
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Iterable, Sequence
 
@@ -39,12 +40,21 @@ DIVERSITY_METRICS = ("functional_diversity", "structural_diversity", "effective_
                      "effective_structural_diversity")
 
 
-def sample_record(completion: str, result: ExecResult, job: dict) -> dict:
+def sample_record(completion: str, result: ExecResult, structure: str | None) -> dict:
     """What is kept (and logged) for one sample: its verdict, its behaviour signature (from the judge)
-    and its structure key (of the whole program `job` ran, e.g. HumanEval's prompt + completion)."""
+    and its structure key (see `run_jobs`)."""
     return {"completion": completion, "passed": result.passed, "reason": result.reason,
-            "detail": result.detail[:300], "behaviour": result.behaviour,
-            "structure": structure_digest(job["program"])}
+            "detail": result.detail[:300], "behaviour": result.behaviour, "structure": structure}
+
+
+def run_jobs(sandbox: Sandbox, jobs: list[dict], progress=None) -> tuple[list[ExecResult], list[str | None]]:
+    """Each job's result and the structure key of the whole program it ran (HumanEval: prompt +
+    completion). The keys are computed on a thread of their own while the sandbox runs, so that their
+    parsing overlaps the evaluator's waits on the programs instead of adding to the scoring time."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        structures = pool.submit(lambda: [structure_digest(job["program"]) for job in jobs])
+        results = sandbox.run_many(jobs, progress=progress)
+        return results, structures.result()
 
 
 def problem_metrics(records: Sequence[dict], ks: Iterable[int]) -> dict[str, float]:
@@ -129,7 +139,7 @@ def score_samples(dataset: str, samples: Iterable[dict], ks: Sequence[int] = (1,
 
         bar = tqdm(total=len(jobs), desc="scoring", unit="sample", file=sys.stderr, mininterval=0.5)
     try:
-        results = sandbox.run_many(jobs, progress=bar.update if bar is not None else None)
+        results, structures = run_jobs(sandbox, jobs, progress=bar.update if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
@@ -137,8 +147,8 @@ def score_samples(dataset: str, samples: Iterable[dict], ks: Sequence[int] = (1,
             sandbox.close()
     per_problem: dict[str, list[dict]] = {}
     rows = []
-    for tid, completion, job, result in zip(keys, completions, jobs, results):
-        record = sample_record(completion, result, job)
+    for tid, completion, structure, result in zip(keys, completions, structures, results):
+        record = sample_record(completion, result, structure)
         per_problem.setdefault(tid, []).append(record)
         rows.append({"task_id": tid, "completion_id": len(per_problem[tid]) - 1, **record})
     summary = summarize(per_problem, ks)
