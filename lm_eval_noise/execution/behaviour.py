@@ -16,8 +16,8 @@ the machine's load, not only on the program; so is syntax_error. A sandbox failu
 the program: no signature (None).
 
 Canonical form: tuples and lists alike (as JSON and the APPS comparison treat them), integral floats
-as ints (the check's `==` cannot tell them apart; bools stay apart from ints), NaN as one value, sets and dict items sorted, so that
-hash randomisation and insertion order do not split a class.
+as ints (the check's `==` cannot tell them apart; bools stay apart from ints), NaN as one value,
+sets and dict items sorted, so that hash randomisation and insertion order do not split a class.
 """
 
 from __future__ import annotations
