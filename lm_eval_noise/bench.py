@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ("generation", "self_bleu", "sandbox", "sweep", "startup", "semantic")
+BENCHMARKS = ("generation", "self_bleu", "sandbox", "sweep", "startup", "semantic", "behaviour")
 
 
 def _benchmarks_dir() -> Path:

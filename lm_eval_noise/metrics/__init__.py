@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lm_eval_noise.metrics.basic import compile_rate, unique_ratio
+from lm_eval_noise.metrics.behaviour import behaviour_classes, effective_class_diversity, functional_diversity
 from lm_eval_noise.metrics.compression import compression_ratio
 from lm_eval_noise.metrics.distinct import distinct_n
 from lm_eval_noise.metrics.edit_distance import edit_distance
@@ -22,11 +23,14 @@ from lm_eval_noise.metrics.vendi import vendi_score
 
 __all__ = [
     "ast_classes",
+    "behaviour_classes",
     "compile_rate",
     "compression_ratio",
     "distinct_n",
     "edit_distance",
+    "effective_class_diversity",
     "embedding_diversity",
+    "functional_diversity",
     "pass_at_k",
     "self_bleu",
     "semantic_diversity",

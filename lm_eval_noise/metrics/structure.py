@@ -22,6 +22,7 @@ Syntax Trees*).
 from __future__ import annotations
 
 import ast
+import hashlib
 import math
 import warnings
 
@@ -45,6 +46,12 @@ def structure_key(code: str) -> str | None:
         return ast.dump(tree)
     except (SyntaxError, ValueError, RecursionError):
         return None
+
+
+def structure_digest(code: str) -> str | None:
+    """A short hash of `structure_key(code)` (what a per-sample record keeps), or None likewise."""
+    key = structure_key(code)
+    return None if key is None else hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
 
 
 def ast_classes(codes: list[str]) -> int:

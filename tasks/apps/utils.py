@@ -7,5 +7,6 @@ from lm_eval_noise.execution.lm_tasks import (
     process_results,
     run_apps,
 )
+from lm_eval_noise.metrics.measured import count
 
-__all__ = ["doc_to_text_apps", "load_apps", "load_apps_fixture", "process_results", "run_apps"]
+__all__ = ["count", "doc_to_text_apps", "load_apps", "load_apps_fixture", "process_results", "run_apps"]

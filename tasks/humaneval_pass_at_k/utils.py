@@ -1,8 +1,9 @@
 """Hooks for the humaneval_pass_at_k tasks (implemented in lm_eval_noise.execution.lm_tasks)."""
 
 from lm_eval_noise.execution.lm_tasks import load_humaneval, process_results, run_humaneval, run_humaneval_chat
+from lm_eval_noise.metrics.measured import count
 
-__all__ = ["load_humaneval", "process_results", "run_humaneval", "run_humaneval_chat"]
+__all__ = ["count", "load_humaneval", "process_results", "run_humaneval", "run_humaneval_chat"]
 
 # The demo's slice: one problem SmolLM2-135M-Instruct solves greedily (HumanEval/23) and one it misses
 # (HumanEval/2), both with short answers.
