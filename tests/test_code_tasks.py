@@ -208,7 +208,7 @@ def test_process_results_reports_only_k_up_to_repeats():
                for i in range(5)]
     metrics = process_results({}, [records])
     diversity = {"functional_diversity", "structural_diversity", "effective_functional_diversity",
-                 "effective_structural_diversity"}
+                 "effective_structural_diversity", "semantic_diversity"}
     assert set(metrics) == {"pass@1", "pass@5", "compile_rate", "num_correct", "distinct_2", *diversity,
                             *(f"{m}_measured" for m in diversity)}
     assert metrics["functional_diversity"] == pytest.approx(1 / 4)  # 2 behaviours among 5
@@ -218,6 +218,7 @@ def test_process_results_reports_only_k_up_to_repeats():
     # bigrams: 3 x (return a)(a +)(+ b) and 2 x (return () -> 4 distinct of 11
     assert metrics["distinct_2"] == pytest.approx(4 / 11)
     assert metrics["pass@1"] == pytest.approx(3 / 5) and metrics["pass@5"] == 1.0
+    assert 0 < metrics["semantic_diversity"] < 1 and metrics["semantic_diversity_measured"] == 1  # two texts
     assert metrics["compile_rate"] == pytest.approx(3 / 5) and metrics["num_correct"] == 3
     assert max(PASS_KS) >= 100
 
@@ -394,7 +395,7 @@ def test_e2e_humaneval_through_lm_eval(tiny_model, task_manager):
         assert isinstance(value, (int, float)) and math.isfinite(value), (metric, value)
     assert "pass@20,sandbox" not in row  # k > K = 10 is not reported
     for metric in ("functional_diversity", "structural_diversity", "effective_functional_diversity",
-                   "effective_structural_diversity"):  # nanmean (NaN only if no problem counted)
+                   "effective_structural_diversity", "semantic_diversity"):  # nanmean (NaN only if no problem counted)
         assert f"{metric},sandbox" in row and 0 <= row[f"{metric}_measured,sandbox"] <= 2, metric
     assert row["functional_diversity_measured,sandbox"] == 2  # 10 samples ran on each problem
     samples = results["samples"]["humaneval_pass_at_k"]

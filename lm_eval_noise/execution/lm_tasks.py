@@ -34,6 +34,7 @@ from lm_eval_noise.execution.score import (
     sample_record,
 )
 from lm_eval_noise.metrics.measured import with_measured
+from lm_eval_noise.metrics.semantic import semantic_diversity
 
 # pass@k is emitted for each of these k that is <= the number of repeats; the task YAMLs declare them all.
 PASS_KS = (1, 5, 10, 20, 50, 100)
@@ -94,11 +95,12 @@ def run_apps(resps, docs) -> list[list[dict]]:
 def process_results(doc, results) -> dict:
     """results[0]: the document's K records from the filter; pass@k, the samples' distinct-2 and their
     behaviour / structure diversities (from the same sandbox runs), each diversity with its `_measured`
-    count. semantic_diversity is left out here: it would load a sentence embedder into every code run."""
+    count, and the completions' semantic_diversity (a sentence embedder, loaded once per process)."""
     records = results[0]
     diversity = {k: v for k, v in diversity_metrics(records).items() if k in DIVERSITY_METRICS}
+    diversity["semantic_diversity"] = semantic_diversity([r["completion"] for r in records])
     return {**problem_metrics(records, PASS_KS), "distinct_2": distinct_n([r["completion"] for r in records], 2),
-            **with_measured(diversity, DIVERSITY_METRICS)}
+            **with_measured(diversity, (*DIVERSITY_METRICS, "semantic_diversity"))}
 
 
 # ----------------------------------------------------------------------------------------- datasets
