@@ -20,6 +20,7 @@ from torch.utils.hooks import RemovableHandle
 
 from lm_eval_noise.noise.config import NoiseConfig, NoiseConfigError
 from lm_eval_noise.noise.counter import normal, position_hash, position_keys, row_keys, site_id, uniform
+from lm_eval_noise.noise.embedding import vocabulary_embeddings
 from lm_eval_noise.noise.state import NoiseState
 from lm_eval_noise.noise.targets import optional_module
 
@@ -27,13 +28,12 @@ SITE = site_id("dummy")
 
 
 @torch.no_grad()
-def embedding_moments(module: nn.Module, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-feature mean and std of E(x) over the vocabulary, through the module, in chunks."""
+def embedding_moments(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and std of E(x) over the vocabulary."""
     rows = module.weight.shape[0]
     total = total_sq = None
-    for start in range(0, rows, chunk):
-        ids = torch.arange(start, min(start + chunk, rows), device=module.weight.device)
-        out = module(ids).double()
+    for out in vocabulary_embeddings(module):
+        out = out.double()
         total = out.sum(0) if total is None else total + out.sum(0)
         total_sq = (out * out).sum(0) if total_sq is None else total_sq + (out * out).sum(0)
     mean = total / rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
@@ -16,15 +18,19 @@ SITE = site_id("embedding")
 
 
 @torch.no_grad()
+def vocabulary_embeddings(module: nn.Module, chunk: int = 8192) -> Iterator[torch.Tensor]:
+    """E(x) for every token id, chunk by chunk, through the module itself (Gemma-style modules scale
+    their output by sqrt(d)), so statistics over the vocabulary never make a full-size copy."""
+    rows = module.weight.shape[0]
+    for start in range(0, rows, chunk):
+        yield module(torch.arange(start, min(start + chunk, rows), device=module.weight.device))
+
+
+@torch.no_grad()
 def mean_embedding_norm(module: nn.Module, chunk: int = 8192) -> float:
-    """Mean L2 norm of E(x) over the vocabulary, through the module itself (Gemma-style modules scale
-    their output by sqrt(d)), in chunks so no full-size copy is made."""
-    weight = module.weight
-    total = 0.0
-    for start in range(0, weight.shape[0], chunk):
-        ids = torch.arange(start, min(start + chunk, weight.shape[0]), device=weight.device)
-        total += float(module(ids).float().norm(dim=-1).sum())
-    return total / weight.shape[0]
+    """Mean L2 norm of E(x) over the vocabulary."""
+    total = sum(float(out.float().norm(dim=-1).sum()) for out in vocabulary_embeddings(module, chunk))
+    return total / module.weight.shape[0]
 
 
 class EmbeddingNoise:
