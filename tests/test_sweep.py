@@ -293,8 +293,10 @@ def test_sigterm_leaves_no_partial_files(config_file, tiny_env, tmp_path):
 def test_no_git_noise_outside_a_checkout(tiny_env, tmp_path, monkeypatch, capfd):
     """lm-eval asks git for a commit per evaluation; outside a checkout git must not print 'fatal' each time."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DISABLE_MULTIPROC", raising=False)
     config = _config(tasks=["noise_demo"], methods=METHODS[:1], seeds=[0, 1], limit=1)
     run_sweep(parse_config(config, "nogit", tmp_path / "out"), out=io.StringIO())
+    assert "DISABLE_MULTIPROC" not in os.environ  # the sweep's in-process bootstrap setting is its own
     err = capfd.readouterr().err
     assert "not a git repository" not in err
     files = find_results_files(tmp_path / "out")

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
+from unittest import mock
 
 from lm_eval_noise.sweep.config import Method, SweepConfig, SweepConfigError, check_model, check_tasks
 from lm_eval_noise.sweep.writer import clean_leftovers, finished, write_evaluation
@@ -193,8 +194,9 @@ def run_sweep(config: SweepConfig, dry_run: bool = False, out: TextIO = sys.stdo
     if main_rank:
         for folder in {evaluations[i].folder for i in pending}:
             clean_leftovers(folder)
-    os.environ.setdefault("DISABLE_MULTIPROC", "1")  # lm-eval's switch: bootstrap in this process
-    with _quiet_git(), tqdm(total=total, desc="sweep", disable=not main_rank, file=sys.stderr) as bar:
+    # lm-eval's switch to bootstrap in this process, for the sweep only (a user's own setting wins).
+    in_process = {} if "DISABLE_MULTIPROC" in os.environ else {"DISABLE_MULTIPROC": "1"}
+    with mock.patch.dict(os.environ, in_process), _quiet_git(), tqdm(total=total, desc="sweep", disable=not main_rank, file=sys.stderr) as bar:
         for i, item in enumerate(evaluations):
             if i not in pending:
                 if main_rank:
