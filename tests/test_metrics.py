@@ -274,10 +274,12 @@ def test_compile_rate():
         "def f(x)\n    return x\n",  # SyntaxError
         "if True:\nreturn 1",  # IndentationError
         "x = 1\x00",  # ValueError: NUL byte
-        "s = '\\d'\n",  # invalid escape: a warning, still parses
+        "s = '\\d'\n",  # invalid escape: a warning, still compiles
         "",
+        "return 1\n",  # parses, but `return` outside a function does not compile
+        "def g():\n    nonlocal y\n",  # parses; no binding for nonlocal: a compile-time error
     ]
-    assert compile_rate(codes) == pytest.approx(3 / 6)
+    assert compile_rate(codes) == pytest.approx(3 / 8)
     assert math.isnan(compile_rate([]))
 
 

@@ -622,6 +622,7 @@ def _runner(cfg: dict, env: dict, out_fd: int) -> None:
         if op == "end":
             break
         if op == "compile":
+            # The one definition of "compiles" (lm_eval_noise.metrics.basic.compiles), applied here.
             try:
                 code = compile(msg["program"], "<solution>", "exec")
                 reply = {"ok": True}

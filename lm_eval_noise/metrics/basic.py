@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import math
 import warnings
 
@@ -16,25 +15,27 @@ def unique_ratio(texts: list[str]) -> float:
     return len(set(texts)) / len(texts) if texts else math.nan
 
 
-def compile_rate(codes: list[str]) -> float:
-    """Share of samples that `ast.parse` accepts as Python source (NaN for K = 0).
+def compiles(code: str) -> bool:
+    """Whether Python's `compile()` accepts `code` (never run): the one definition of "compiles".
 
-    A SyntaxError (IndentationError included), a ValueError (e.g. a NUL byte in the
-    source) or a RecursionError (absurdly deep nesting) counts as a failure. This is
-    a parse check only: names, imports and compile-time checks such as `return`
-    outside a function are not looked at. Warnings raised while parsing (invalid
-    escape sequences) are silenced.
+    The sandbox's verdict `syntax_error` (the code tasks' compile rate) applies the same test to
+    the same exceptions inside the sandbox. A SyntaxError (IndentationError included, and
+    compile-time errors such as `return` outside a function), a ValueError (a NUL byte), an
+    OverflowError, a RecursionError or a MemoryError (absurd nesting) means it does not compile.
+    Warnings raised while compiling (invalid escape sequences) are silenced.
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            compile(code, "<sample>", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
+            return False
+    return True
+
+
+def compile_rate(codes: list[str]) -> float:
+    """Share of samples that compile (`compiles`); NaN for K = 0."""
     codes = check_texts(codes, "codes")
     if not codes:
         return math.nan
-    ok = 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for code in codes:
-            try:
-                ast.parse(code)
-            except (SyntaxError, ValueError, RecursionError):
-                continue
-            ok += 1
-    return ok / len(codes)
+    return sum(compiles(code) for code in codes) / len(codes)
