@@ -20,7 +20,7 @@ import pytest
 
 from lm_eval_noise.leaderboard import plots, table
 from lm_eval_noise.leaderboard.clean_ppl import clean_ppl_metric
-from lm_eval_noise.leaderboard.directions import HIGHER, LOWER, NEUTRAL, direction
+from lm_eval_noise.leaderboard.directions import HIGHER, LOWER, NEUTRAL, direction, results_direction
 from lm_eval_noise.leaderboard.method import describe_method, method_label, method_slug
 from lm_eval_noise.leaderboard.records import keep_newest, to_leaderboard_record, write_leaderboard_records
 from lm_eval_noise.leaderboard.results_io import (
@@ -188,10 +188,16 @@ def test_metric_directions(metric, expected):
     assert direction(metric) == expected
 
 
-def test_unknown_metric_follows_the_tasks_declaration():
+def test_the_tasks_declaration_decides_and_the_table_fills_in():
     assert direction("my_error_rate", declared=False) == LOWER
     assert direction("my_score", declared=True) == HIGHER
-    assert direction("self_bleu", declared=True) == LOWER  # the table knows better than a wrong YAML
+    assert direction("mean_length", declared=True) == HIGHER  # declared: trusted
+    assert direction("mean_length", declared=None) == NEUTRAL  # declared null (no better side): the table
+    assert direction("clean_ppl", declared=None) == LOWER  # the leaderboard's own metric: nobody declares it
+    data = {"higher_is_better": {"t": {"my_rate": False, "mean_length": None}}}
+    assert results_direction(data, "t", "my_rate,none") == LOWER
+    assert results_direction(data, "t", "mean_length,none") == NEUTRAL
+    assert results_direction(data, "other", "my_rate,none") == HIGHER
 
 
 # ---- results files and records ----------------------------------------------------------------

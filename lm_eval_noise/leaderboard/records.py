@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from lm_eval_noise.leaderboard import clean_ppl
-from lm_eval_noise.leaderboard.directions import direction
+from lm_eval_noise.leaderboard.directions import results_direction
 from lm_eval_noise.leaderboard.method import describe_method, parse_model_args
 from lm_eval_noise.leaderboard.results_io import (
     ResultsFile,
@@ -76,7 +76,6 @@ def to_leaderboard_record(results_json: dict[str, Any] | ResultsFile | str | Pat
     for task, entry in (data.get("results") or {}).items():
         method = describe_method(data, task)
         task_cfg = (data.get("configs") or {}).get(task) or {}
-        declared = (data.get("higher_is_better") or {}).get(task) or {}
         metrics = {}
         for key, (value, stderr) in task_metrics(entry).items():
             metric, filt = split_metric_key(key)
@@ -85,7 +84,7 @@ def to_leaderboard_record(results_json: dict[str, Any] | ResultsFile | str | Pat
                 "filter": filt,
                 "value": value,
                 "stderr": stderr,
-                "direction": direction(metric, declared.get(metric)),
+                "direction": results_direction(data, task, metric),
             }
         samples_path = results_file.samples_path(task) if results_file else None
         if samples_path is not None and clean_ppl.METRIC_KEY not in metrics:
@@ -93,7 +92,7 @@ def to_leaderboard_record(results_json: dict[str, Any] | ResultsFile | str | Pat
             if found is not None:
                 metrics[clean_ppl.METRIC_KEY] = {
                     "metric": clean_ppl.METRIC, "filter": "none", "value": found[0], "stderr": found[1],
-                    "direction": direction(clean_ppl.METRIC),
+                    "direction": results_direction(data, task, clean_ppl.METRIC),
                 }
         n_samples = (data.get("n-samples") or {}).get(task) or {}
         records.append(

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from lm_eval_noise.leaderboard.directions import arrow, direction
+from lm_eval_noise.leaderboard.directions import arrow, results_direction
 from lm_eval_noise.leaderboard.method import describe_method
 from lm_eval_noise.leaderboard.records import run_seed
 from lm_eval_noise.leaderboard.results_io import (
@@ -279,7 +279,7 @@ def compare_runs(
                         "task": task,
                         "metric": key,
                         "metric_name": display_metric(key, available),
-                        "direction": direction(key),
+                        "direction": results_direction(runs[0].files[task].data, task, key),
                         "baseline": runs[0].label,
                         "method": r.label,
                         "n": int(ok.sum()),
