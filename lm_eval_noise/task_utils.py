@@ -6,7 +6,7 @@ from pathlib import Path
 
 import datasets
 
-from lm_eval_noise.execution.loaders import iter_jsonl
+from lm_eval_noise.results.files import iter_jsonl
 
 
 def read_jsonl(path: str | Path) -> datasets.Dataset:

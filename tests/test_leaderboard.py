@@ -19,18 +19,12 @@ from pathlib import Path
 import pytest
 
 from lm_eval_noise.leaderboard import plots, table
-from lm_eval_noise.leaderboard.clean_ppl import clean_ppl_metric
+from lm_eval_noise.results.samples import clean_ppl_metric
 from lm_eval_noise.leaderboard.directions import HIGHER, LOWER, NEUTRAL, direction, results_direction
 from lm_eval_noise.leaderboard.method import describe_method, method_label, method_slug
 from lm_eval_noise.leaderboard.records import keep_newest, to_leaderboard_record, write_leaderboard_records
-from lm_eval_noise.leaderboard.results_io import (
-    ResultsError,
-    atomic_write_text,
-    find_results_files,
-    load_results,
-    resolve_metric,
-    split_metric_list,
-)
+from lm_eval_noise.results.files import ResultsError, atomic_write_text, find_results_files, load_results
+from lm_eval_noise.results.schema import resolve_metric, split_metric_list
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 SWEEP = FIXTURES / "sweep"
@@ -71,7 +65,7 @@ def gen_results(gen_kwargs=None, noise=None, method=None, model_args="pretrained
         ("nucleus-0.95", "tiny_gen", "top_p=0.95 T=1.0"),
         ("embed-0.002", "tiny_gen", "embedding σ=0.002"),
         ("embed-0.002", "tiny_mc", "embedding σ=0.002"),
-        ("embed-0.01", "tiny_gen", "embedding σ=0.01"),  # provenance written with noise_* key names
+        ("embed-0.01", "tiny_gen", "embedding σ=0.01"),
         ("embed-0.01-seq", "tiny_gen", "embedding σ=0.01 [per_sequence]"),
         ("wa-0.01", "tiny_gen", "weight+activation σ=0.01"),
         ("wa-0.03", "tiny_gen", "weight+activation σ=0.03"),  # written via --output_path X/wa.json
@@ -108,21 +102,20 @@ def test_named_method_keeps_its_structure():
         ({"gen_kwargs": {"do_sample": "true", "temperature": "1.5"}}, "T=1.5"),
         ({"gen_kwargs": {"do_sample": True, "temperature": 1.0, "top_p": 0.95}}, "top_p=0.95 T=1.0"),
         ({"gen_kwargs": {"do_sample": True, "temperature": 1.0, "top_k": 50}}, "top_k=50 T=1.0"),
-        ({"noise": {"type": "embedding", "scale": 0.002}}, "embedding σ=0.002"),
-        ({"noise": {"type": "embedding", "scale": 0.002}, "gen_kwargs": {"do_sample": True, "temperature": 0.8}},
+        ({"noise": {"noise": ["embedding"], "noise_scale": 0.002}}, "embedding σ=0.002"),
+        ({"noise": {"noise": ["embedding"], "noise_scale": 0.002}, "gen_kwargs": {"do_sample": True, "temperature": 0.8}},
          "embedding σ=0.002 + T=0.8"),
         ({"noise": {"noise": "weight+activation", "noise_scale": 0.01}}, "weight+activation σ=0.01"),
-        ({"noise": {"types": ["weight", "activation"], "scale": 0.01}}, "weight+activation σ=0.01"),
-        ({"noise": {"type": "weight+activation", "scale": {"weight": 0.01, "activation": 0.02}}},
-         "weight σ=0.01 + activation σ=0.02"),
-        ({"noise": {"type": "none", "scale": 0.0}}, "greedy"),
-        ({"noise": {"type": "hidden", "scale": 0.05, "layer": 5, "first_k": 4}}, "hidden σ=0.05 [layer=5, first_k=4]"),
-        ({"noise": {"type": "embedding", "scale": 0.01, "scope": "per_token", "embed_norm": "vocab", "seed": 9}},
-         "embedding σ=0.01"),
+        ({"noise": {"noise": ["weight", "activation"], "noise_scale": 0.01}}, "weight+activation σ=0.01"),
+        ({"noise": {"noise": [], "noise_scale": 0.0}}, "greedy"),
+        ({"noise": {"noise": "none", "noise_scale": 0.0}}, "greedy"),
+        ({"noise": {"noise": ["hidden"], "noise_scale": 0.05, "noise_layer": 5, "noise_first_k": 4}},
+         "hidden σ=0.05 [layer=5, first_k=4]"),
+        ({"noise": {"noise": ["embedding"], "noise_scale": 0.01, "noise_scope": "per_token", "embed_norm": "vocab",
+                    "noise_seed": 9}}, "embedding σ=0.01"),
         ({"model_args": "pretrained=m,noise=embedding,noise_scale=0.005"}, "embedding σ=0.005"),
         ({"model_args": {"pretrained": "m", "noise": "embedding", "noise_scale": 0.005}}, "embedding σ=0.005"),
         ({"method": "my-method"}, "my-method"),
-        ({"method": {"label": "custom", "noise": {"type": "embedding", "scale": 0.1}}}, "custom"),
         ({"output_type": "multiple_choice"}, "greedy"),
     ],
 )
@@ -288,9 +281,9 @@ def copy_run(src, dst: Path, **changes) -> dict:
 
 def test_seeds_of_a_method_are_averaged_or_shown_per_seed(tmp_path, capsys):
     src = results_of("embed-0.002")
-    copy_run(src, tmp_path / "embed" / "seed-1", seed=1, pass5=0.5)
-    copy_run(src, tmp_path / "embed" / "seed-2", seed=2, pass5=0.7, date_shift=10)
-    copy_run(results_of("greedy"), tmp_path / "greedy", seed=1)
+    copy_run(src, tmp_path / "embed" / "seed-1", noise_seed=1, pass5=0.5)
+    copy_run(src, tmp_path / "embed" / "seed-2", noise_seed=2, pass5=0.7, date_shift=10)
+    copy_run(results_of("greedy"), tmp_path / "greedy", noise_seed=1)
     records, superseded = table.collect(tmp_path)
     assert superseded == [] and len(records) == 3
     t = table.build_table(records)
@@ -316,7 +309,7 @@ def test_seeds_of_a_method_are_averaged_or_shown_per_seed(tmp_path, capsys):
     _, series = plots.plot_sigma(sel, key, tmp_path / "s.png")
     assert series["embedding"] == [(0.002, pytest.approx(0.6))]  # the mean over seeds
     # the same seed twice is a repeat: the newest wins
-    copy_run(src, tmp_path / "embed" / "again", seed=2, pass5=0.9, date_shift=20)
+    copy_run(src, tmp_path / "embed" / "again", noise_seed=2, pass5=0.9, date_shift=20)
     records, superseded = table.collect(tmp_path)
     assert len(records) == 3 and len(superseded) == 1 and superseded[0]["seed"] == 2
     assert max(r["metrics"]["pass@5,all_samples"]["value"] for r in records) == 0.9
@@ -607,11 +600,11 @@ def test_plot_without_y_uses_the_tasks_primary_metric(tmp_path, capsys):
 def test_plots_average_seeds_and_show_measured_counts(tmp_path, capsys):
     src = results_of("embed-0.002")
     for seed, value in ((1, 0.9), (2, 1.0)):
-        data = copy_run(src, tmp_path / "embed" / f"seed-{seed}", seed=seed, pass5=value)
+        data = copy_run(src, tmp_path / "embed" / f"seed-{seed}", noise_seed=seed, pass5=value)
         res = data["results"]["tiny_gen"]
         res["distinct_2_measured,all_samples"] = 10 + seed  # 11 and 12 of 16 prompts
         (tmp_path / "embed" / f"seed-{seed}" / src.path.name).write_text(json.dumps(data))
-    copy_run(results_of("greedy"), tmp_path / "greedy", seed=1)
+    copy_run(results_of("greedy"), tmp_path / "greedy", noise_seed=1)
     out = tmp_path / "p.png"
     assert plots.main([str(tmp_path), "--x", "distinct_2", "--y", "pass@5", "-o", str(out)]) == 0
     msg = capsys.readouterr().out
@@ -797,3 +790,20 @@ def test_seed_conditioning_methods_in_table_and_sigma_plot(tmp_path, monkeypatch
     assert sorted(series) == ["dummy k=4 prefix", "embedding"]
     assert [s for s, _ in series["dummy k=4 prefix"]] == [0.5, 1.0]
     assert lines == ["random prefix k=8 (baseline)"]
+
+
+def test_sample_record_round_trip_and_version():
+    from lm_eval_noise.results.samples import SampleRecord, attach, doc_records
+
+    kwargs: dict = {}
+    attach(kwargs, SampleRecord(repeat=0, seed="00000000000000ff", clean_ppl=2.5))
+    attach(kwargs, SampleRecord(repeat=1, seed="0000000000000100", clean_ppl=math.nan))  # an empty sample
+    assert kwargs["noise_samples"][0] == {"v": 1, "repeat": 0, "seed": "00000000000000ff", "clean_ppl": 2.5}
+    assert kwargs["noise_samples"][1]["clean_ppl"] is None  # JSON null, not NaN
+    logged = json.loads(json.dumps({"arguments": {"gen_args_0": {"arg_0": "ctx", "arg_1": kwargs}}}))
+    first, second = doc_records(logged)
+    assert first == SampleRecord(repeat=0, seed="00000000000000ff", clean_ppl=2.5)
+    assert second.repeat == 1 and math.isnan(second.clean_ppl)  # measured, undefined: not "not measured"
+    assert doc_records({"arguments": [("ctx", {"noise_samples": [{"repeat": 3}]})]}) == [SampleRecord(repeat=3)]  # unversioned
+    with pytest.raises(ResultsError, match="version 2"):
+        doc_records({"arguments": [("ctx", {"noise_samples": [{"v": 2, "repeat": 0}]})]})

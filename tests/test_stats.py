@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from lm_eval_noise.leaderboard.results_io import ResultsError, find_results_files
+from lm_eval_noise.results.files import ResultsError, find_results_files
 from lm_eval_noise.stats import compare
 from lm_eval_noise.stats.paired import bonferroni, bootstrap_ci, cliffs_delta, wilcoxon_p
 
@@ -177,7 +177,7 @@ def test_compare_refuses_a_folder_mixing_seeds(tmp_path):
         dst = tmp_path / "embed" / f"seed-{seed}"
         dst.mkdir(parents=True)
         data = json.loads(rf.path.read_text())
-        data["config"]["noise"]["seed"] = seed
+        data["config"]["noise"]["noise_seed"] = seed
         (dst / rf.path.name).write_text(json.dumps(data))
         shutil.copy(rf.samples_path("tiny_gen"), dst)
     with pytest.raises(ResultsError, match="holds tiny_gen runs with several seeds \\(0, 1\\)"):
@@ -255,3 +255,31 @@ def test_compare_footer_counts_comparisons_in_words(capsys):
     assert compare.main([str(SWEEP / "greedy"), str(SWEEP / "temp-0.8"), str(SWEEP / "temp-1.5"),
                          "--iterations", "100", "--tasks", "tiny_gen"]) == 0
     assert "(2 comparisons)" in capsys.readouterr().out
+
+
+def with_clean_ppl(src: Path, dst: Path, ppl_of) -> Path:
+    """A copy of a fixture run whose samples carry hf-noisy's per-sample records with clean_ppl."""
+    rf = max((f for f in find_results_files(src) if "tiny_gen" in f.tasks), key=lambda f: f.date)
+    dst.mkdir(parents=True)
+    (dst / rf.path.name).write_text(rf.path.read_text())
+    samples = rf.samples_path("tiny_gen")
+    lines = []
+    for line in samples.read_text().splitlines():
+        row = json.loads(line)
+        ppls = ppl_of(row["doc_id"])
+        row["arguments"]["gen_args_0"]["arg_1"]["noise_samples"] = [
+            {"v": 1, "repeat": i, "clean_ppl": p} for i, p in enumerate(ppls)]
+        lines.append(json.dumps(row))
+    (dst / samples.name).write_text("\n".join(lines) + "\n")
+    return dst
+
+
+def test_compare_tests_clean_ppl_read_by_the_leaderboards_reader(tmp_path):
+    base = with_clean_ppl(SWEEP / "greedy", tmp_path / "greedy", lambda d: [2.0, 2.0])
+    other = with_clean_ppl(SWEEP / "temp-0.8", tmp_path / "t08", lambda d: [3.0 + d, None, 5.0 + d])  # null: empty sample
+    report = compare.compare_runs([base, other], tasks=["tiny_gen"], iterations=500)
+    (row,) = [r for r in report["rows"] if r["metric"] == "clean_ppl,none"]
+    diffs = np.array([(3.0 + d + 5.0 + d) / 2 - 2.0 for d in range(16)])
+    assert row["n"] == 16 and row["direction"] == -1  # lower is better
+    assert row["mean_diff"] == pytest.approx(diffs.mean())
+    assert row["wilcoxon_p"] == sps.wilcoxon(diffs).pvalue

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from lm_eval_noise.leaderboard.method import method_label
-from lm_eval_noise.leaderboard.results_io import find_results_files
+from lm_eval_noise.results.files import find_results_files
 from lm_eval_noise.model import HFNoisyLM
 from lm_eval_noise.sweep import SweepConfigError, main, parse_config, run_sweep
 from lm_eval_noise.sweep.writer import clean_leftovers

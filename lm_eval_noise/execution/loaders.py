@@ -7,9 +7,10 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from lm_eval_noise.execution.sandbox import Limits, call_job, check_job, stdio_job
+from lm_eval_noise.results.files import iter_jsonl  # noqa: F401  (the one JSONL reader; tasks import it from here)
 
 APPS_HUB_FILE = "hf://datasets/codeparrot/apps/test.jsonl"
 ENV_APPS_PATH = "LM_EVAL_NOISE_APPS_PATH"
@@ -143,17 +144,3 @@ def problems_for(dataset: str, apps_path: str | None = None) -> tuple[dict[str, 
     rows = load_apps_dataset(path, difficulty or None)
     return ({str(r["problem_id"]): r for r in rows},
             lambda row, completion: apps_job(row, extract_code(completion)))
-
-
-def iter_jsonl(path: str | os.PathLike) -> Iterable[dict]:
-    """The JSON objects of a JSONL file; a bad line is an error naming the file and line."""
-    with open(os.path.expanduser(path), encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    raise ValueError(f"{path}:{n}: not a JSON object: {exc}") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{n}: not a JSON object: {type(row).__name__}")
-                yield row

@@ -7,12 +7,10 @@ Labels look like: "greedy", "T=0.8", "top_p=0.95 T=1.0", "embedding σ=0.002",
 
 Where things come from, first found wins:
 
-- results["config"]["method"]: written by the sweep runner. A string is the label; a dict may give
-  "label" (or "name"), "noise" and "gen_kwargs"/"generation_kwargs"/"generation".
+- results["config"]["method"]: the method's name, written by the sweep runner, is the label.
 - Noise: results["config"]["noise"] (hf-noisy's provenance block, merged in by lm-eval from the
-  model's get_model_info()), else the `noise*` and `random_prefix*` keys of results["config"]["model_args"]. Keys are
-  read with or without a "noise_" prefix ("noise"/"type", "noise_scale"/"scale"/"sigma", ...).
-  A type of "none" (or no type) means no noise. The seed and measured values (reference norm
+  model's get_model_info()), else the noise arguments (NoiseConfig's fields) among
+  results["config"]["model_args"]. A type of "none" (or no type) means no noise. The seed and measured values (reference norm
   value, versions) are recorded but kept out of the label.
 - Decoding: the task's generation_kwargs in results["configs"][task] (lm-eval folds --gen_kwargs
   into them), else results["config"]["gen_kwargs"]. Sampling means do_sample is true, or
@@ -23,40 +21,42 @@ Where things come from, first found wins:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import string
 from dataclasses import dataclass, field
 from typing import Any
 
-# Noise settings that change what is measured, with the value that is left out of the label.
-# The label shows any other value, e.g. "[per_sequence]" or "[layer=5]".
-_QUALIFIER_DEFAULTS: dict[str, Any] = {
-    "scope": "per_token",
-    "embed_norm": "vocab",
-    "layer": None,
-    "positions": "all",
-    "first_k": None,
-    "targets": None,
-    "dist": "gaussian",
-    "schedule": "constant",
-    "scale_end": None,
-    "temperature_compensation": None,
-    "t_base": None,
+from lm_eval_noise.noise.config import NOISE_ARGS, NoiseConfig
+from lm_eval_noise.results.schema import recorded_model_args
+
+# The label names the type and σ, the dummy positions and the random prefix itself; the seed is not a
+# setting of the method. Every other NoiseConfig field is a qualifier, shown when it is not the
+# field's default ("[per_sequence]", "[layer=5]"); its default comes from NoiseConfig alone.
+_SHOWN_OTHERWISE = {
+    "noise", "noise_scale", "noise_seed", "noise_dummy_tokens", "noise_dummy_position", "noise_dummy_init",
+    "random_prefix", "random_prefix_alphabet",
 }
+# Qualifier order in labels; fields added to NoiseConfig later follow in field order.
+_QUALIFIER_ORDER = ("scope", "embed_norm", "layer", "positions", "first_k", "targets", "dist", "schedule",
+                    "scale_end", "temperature_compensation", "t_base")
 _SHOW_VALUE_ONLY = {"scope"}  # "[per_sequence]" rather than "[scope=per_sequence]"
-_KEY_ALIASES = {
-    "": "type",
-    "noise": "type",
-    "type": "type",
-    "types": "type",
-    "kind": "type",
-    "sigma": "scale",
-    "scale": "scale",
-    "scales": "scale",
-    "std": "scale",
-}
-_NO_NOISE = {"", "none", "off", "false", "null", "0"}
+_NO_NOISE = {"", "none"}
+
+
+def short_key(field_name: str) -> str:
+    """A NoiseConfig field's key in the normalised block: "noise" -> "type", "noise_scope" -> "scope"."""
+    return "type" if field_name == "noise" else field_name.removeprefix("noise_")
+
+
+def _qualifier_defaults() -> dict[str, Any]:
+    defaults = {short_key(f.name): f.default for f in dataclasses.fields(NoiseConfig) if f.name not in _SHOWN_OTHERWISE}
+    order = [k for k in _QUALIFIER_ORDER if k in defaults] + [k for k in defaults if k not in _QUALIFIER_ORDER]
+    return {k: defaults[k] for k in order}
+
+
+_QUALIFIER_DEFAULTS = _qualifier_defaults()
 
 
 @dataclass(frozen=True)
@@ -94,21 +94,12 @@ class Method:
 def describe_method(results: dict[str, Any], task: str | None = None) -> Method:
     """The method of `task` in a results JSON (default: the run's method, from its first generating task)."""
     config = results.get("config") or {}
-    named = config.get("method")
-    if isinstance(named, str) and named.strip():
-        named = {"label": named.strip()}
-    if not isinstance(named, dict):
-        named = {}
-
-    noise_src = named.get("noise", config.get("noise"))
+    noise_src = config.get("noise")
     noise = normalize_noise(noise_src) if noise_src is not None else _noise_from_model_args(config.get("model_args"))
-
-    gen_src = next((named[k] for k in ("gen_kwargs", "generation_kwargs", "generation") if k in named), None)
-    generation = normalize_generation(gen_src if gen_src is not None else _run_gen_kwargs(results, task))
-
-    label = named.get("label") or named.get("name")
-    if label:
-        return Method(str(label), noise, generation, "config.method")
+    generation = normalize_generation(_run_gen_kwargs(results, task))
+    named = config.get("method")  # the sweep runner's method name
+    if isinstance(named, str) and named.strip():
+        return Method(named.strip(), noise, generation, "config.method")
     return Method(format_label(noise, generation), noise, generation, "derived")
 
 
@@ -132,21 +123,18 @@ def _run_gen_kwargs(results: dict[str, Any], task: str | None) -> Any:
 
 
 def normalize_noise(block: Any) -> dict[str, Any] | None:
-    """A provenance block (dict or bare type string) -> {"type", "types", "scale", ...} or None.
+    """A noise block -> {"type", "types", "scale", "scope", ...} or None for no noise.
 
-    "type" joins several noise types with "+" ("weight+activation"); "scale" is the shared σ, or
-    None with "scales" per type when the types have different σ.
+    The block is what hf-noisy writes (`provenance.provenance`: NoiseConfig's fields, plus measured
+    values such as "embed_norm_value" and "versions"), a sweep method's `noise` mapping, or the noise
+    model args: all keyed by NoiseConfig's field names. Keys are shortened by `short_key`; "types"
+    lists the types and "type" joins them with "+" ("weight+activation").
     """
     if block is None:
         return None
-    if isinstance(block, str):
-        block = {"type": block}
     if not isinstance(block, dict):
-        raise ValueError(f"noise provenance must be a dict or a type name, got {type(block).__name__}")
-    out: dict[str, Any] = {}
-    for key, value in block.items():
-        short = key.removeprefix("noise_") if key != "noise" else ""
-        out[_KEY_ALIASES.get(short, short)] = value
+        raise ValueError(f"noise provenance must be a dict keyed by NoiseConfig's fields, got {type(block).__name__}")
+    out: dict[str, Any] = {short_key(key): value for key, value in block.items()}
     types = _types(out.get("type"))
     prefix = _num(out.get("random_prefix"))
     out["random_prefix"] = int(prefix) if prefix else None
@@ -156,16 +144,8 @@ def normalize_noise(block: Any) -> dict[str, Any] | None:
     out["type"] = "+".join(types)
     if not types or (types == ["dummy"] and str(out.get("dummy_init")).lower() == "table"):
         out["scale"] = None  # a random prefix, or table-drawn dummy rows, have no σ
-        out.pop("scales", None)
-        return out
-    scale = out.get("scale")
-    if isinstance(scale, dict):
-        scales = {str(k): _num(v) for k, v in scale.items()}
-        distinct = set(scales.values())
-        out["scales"] = scales
-        out["scale"] = distinct.pop() if len(distinct) == 1 else None
     else:
-        out["scale"] = _num(scale)
+        out["scale"] = _num(out.get("scale"))
     return out
 
 
@@ -180,18 +160,9 @@ def _types(value: Any) -> list[str]:
     return [p for p in parts if p not in _NO_NOISE]
 
 
-def parse_model_args(model_args: Any) -> dict[str, Any]:
-    """lm-eval's model_args as recorded (a dict, or the "k=v,k=v" string) as a dict."""
-    if isinstance(model_args, dict):
-        return model_args
-    if isinstance(model_args, str):
-        return dict(kv.split("=", 1) for kv in model_args.split(",") if "=" in kv)
-    return {}
-
-
 def _noise_from_model_args(model_args: Any) -> dict[str, Any] | None:
-    model_args = parse_model_args(model_args)
-    block = {k: v for k, v in model_args.items() if k == "noise" or k.startswith(("noise_", "random_prefix"))}
+    model_args = recorded_model_args(model_args)
+    block = {k: v for k, v in model_args.items() if k in NOISE_ARGS}
     return normalize_noise(block) if block else None
 
 
@@ -273,10 +244,6 @@ def format_noise(noise: dict[str, Any]) -> str:
         text = ""
     elif noise.get("scale") is not None:
         text = f"{noise['type']} σ={fmt_num(noise['scale'])}"
-    elif noise.get("scales"):
-        text = " + ".join(
-            f"{t} σ={fmt_num(noise['scales'][t])}" if noise["scales"].get(t) is not None else t for t in types
-        )
     else:
         text = noise["type"]
     quals = []

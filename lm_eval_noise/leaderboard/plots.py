@@ -25,8 +25,8 @@ from typing import Any
 
 from lm_eval_noise.leaderboard.directions import HIGHER, LOWER, direction_word
 from lm_eval_noise.leaderboard.method import fmt_num, format_label
-from lm_eval_noise.leaderboard.records import short_model_name
-from lm_eval_noise.leaderboard.results_io import ResultsError, display_metric, resolve_metric
+from lm_eval_noise.results.files import ResultsError
+from lm_eval_noise.results.schema import display_metric, resolve_metric, short_model_name
 from lm_eval_noise.leaderboard.table import collect, method_sort_key
 from lm_eval_noise.metrics.measured import measured_name
 
@@ -269,7 +269,7 @@ def plot_pareto(sel: Selection, xkey: str, ykey: str, output: str | Path, title:
 
 
 def _series_name(method: dict[str, Any]) -> str:
-    noise = dict(method["noise"], scale=None, scales=None)
+    noise = dict(method["noise"], scale=None)
     return format_label(noise, method.get("generation") or {})
 
 
@@ -300,7 +300,7 @@ def plot_sigma(sel: Selection, ykey: str, output: str | Path, title: str | None 
             continue
         m = r["metrics"][ykey]
         noise = r["method"].get("noise")
-        if not noise or (noise.get("scale") is None and not noise.get("scales")):  # no σ axis: a random prefix
+        if not noise or noise.get("scale") is None:  # no σ axis: a random prefix
             baselines.setdefault(r["method"]["label"], (r["method"], []))[1].append((m["value"], m["stderr"]))
         elif noise.get("scale") is not None:
             by_scale = series.setdefault(_series_name(r["method"]), {})

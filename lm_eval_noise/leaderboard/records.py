@@ -1,7 +1,7 @@
 """Leaderboard records: one JSON per (model, method, task), derived from an lm-eval results JSON.
 
 Read from a file, a task whose samples file beside it carries hf-noisy's clean perplexities also
-gets metric "clean_ppl,none" (see clean_ppl.py); everything else comes from the results JSON alone.
+gets metric "clean_ppl,none" (see results/samples.py); everything else comes from the results JSON alone.
 
 In the spirit of the Open LLM Leaderboard's result files (model identity, configuration, metrics
 with stderr, versions, date), with the resolved method (noise + decoding) added:
@@ -32,18 +32,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lm_eval_noise.leaderboard import clean_ppl
 from lm_eval_noise.leaderboard.directions import results_direction
-from lm_eval_noise.leaderboard.method import describe_method, parse_model_args
-from lm_eval_noise.leaderboard.results_io import (
-    ResultsFile,
-    atomic_write_text,
-    iso_date,
-    load_results,
-    run_date,
-    split_metric_key,
-    task_metrics,
-)
+from lm_eval_noise.leaderboard.method import describe_method
+from lm_eval_noise.results import samples
+from lm_eval_noise.results.files import ResultsFile, atomic_write_text, iso_date, load_results, run_date
+from lm_eval_noise.results.schema import model_info, run_seed, split_metric_key, task_metrics, torch_version
 from lm_eval_noise.metrics.measured import measured_of
 
 SCHEMA = "lm_eval_noise.leaderboard/1"
@@ -66,11 +59,11 @@ def to_leaderboard_record(results_json: dict[str, Any] | ResultsFile | str | Pat
         date = run_date(results_json)
     data = results_json
     config = data.get("config") or {}
-    model = _model(data)
+    model = model_info(data)
     versions = {
         "lm_eval": data.get("lm_eval_version"),
         "transformers": data.get("transformers_version"),
-        "torch": _torch_version(data),
+        "torch": torch_version(data),
     }
     records = []
     for task, entry in (data.get("results") or {}).items():
@@ -87,12 +80,12 @@ def to_leaderboard_record(results_json: dict[str, Any] | ResultsFile | str | Pat
                 "direction": results_direction(data, task, metric),
             }
         samples_path = results_file.samples_path(task) if results_file else None
-        if samples_path is not None and clean_ppl.METRIC_KEY not in metrics:
-            found = clean_ppl.clean_ppl_metric(samples_path)
+        if samples_path is not None and samples.CLEAN_PPL_KEY not in metrics:
+            found = samples.clean_ppl_metric(samples_path)
             if found is not None:
-                metrics[clean_ppl.METRIC_KEY] = {
-                    "metric": clean_ppl.METRIC, "filter": "none", "value": found[0], "stderr": found[1],
-                    "direction": results_direction(data, task, clean_ppl.METRIC),
+                metrics[samples.CLEAN_PPL_KEY] = {
+                    "metric": samples.CLEAN_PPL, "filter": "none", "value": found[0], "stderr": found[1],
+                    "direction": results_direction(data, task, samples.CLEAN_PPL),
                 }
         n_samples = (data.get("n-samples") or {}).get(task) or {}
         records.append(
@@ -142,65 +135,6 @@ def primary_metric(task_cfg: dict[str, Any], metrics: dict[str, Any]) -> str | N
         if keys:
             return keys[0]
     return None
-
-
-def run_seed(results: dict[str, Any]) -> Any:
-    """The seed that tells repeated runs of one method apart: the sweep's seed, else hf-noisy's
-    noise_seed (which also seeds its sampling), else lm-eval's torch seed (stock `hf` sampling)."""
-    config = results.get("config") or {}
-    sweep = config.get("sweep")
-    if isinstance(sweep, dict) and sweep.get("seed") is not None:
-        return sweep["seed"]
-    for block in (config.get("noise"), parse_model_args(config.get("model_args"))):
-        if isinstance(block, dict):  # hf-noisy records its seed even with noise=none
-            for key in ("noise_seed", "seed"):
-                if block.get(key) is not None:
-                    return block[key]
-    return config.get("torch_seed")
-
-
-def short_model_name(name: str) -> str:
-    """A local model path as its folder name ("/root/.cache/x/tiny-llama" -> "tiny-llama"); hub ids
-    ("org/model") and other names as they are."""
-    text = str(name)
-    if text.startswith(("/", "./", "../", "~")):
-        return Path(text.rstrip("/")).name or text
-    return text
-
-
-def _model(data: dict[str, Any]) -> dict[str, Any]:
-    config = data.get("config") or {}
-    args = config.get("model_args")
-    name = data.get("model_name") or parse_model_args(args).get("pretrained") or config.get("model") or "unknown"
-    return {
-        "name": name,
-        "short_name": short_model_name(name),
-        "name_sanitized": data.get("model_name_sanitized") or _sanitize(name),
-        "source": data.get("model_source") or config.get("model"),
-        "args": args,
-        "dtype": config.get("model_dtype"),
-        "revision": config.get("model_revision"),
-        "sha": config.get("model_sha") or None,
-        "num_parameters": config.get("model_num_parameters"),
-    }
-
-
-def _torch_version(data: dict[str, Any]) -> str | None:
-    noise = (data.get("config") or {}).get("noise")
-    if isinstance(noise, dict):
-        for holder in (noise.get("versions"), noise):
-            if isinstance(holder, dict):
-                for key in ("torch", "torch_version"):
-                    if holder.get(key):
-                        return str(holder[key])
-    match = re.search(r"PyTorch version: (\S+)", str(data.get("pretty_env_info") or ""))
-    return match.group(1) if match else None
-
-
-def _sanitize(name: str) -> str:
-    from lm_eval.utils import sanitize_model_name  # only for files that lack model_name_sanitized
-
-    return sanitize_model_name(name)
 
 
 def record_key(record: dict[str, Any]) -> tuple[str, str, str, str]:

@@ -12,7 +12,7 @@ the run's date) is kept and the others are reported on stderr and in the JSON un
 A metric reported with a `<metric>_measured` count (see lm_eval_noise.metrics.measured) shows
 "(n=a/b)" where it was measurable on a of the b prompts only; the count is not a column.
 Runs logged with hf-noisy's clean_ppl=true and --log_samples also get a task/clean_ppl column (the
-mean perplexity of the samples under the noise-free model; see clean_ppl.py).
+mean perplexity of the samples under the noise-free model; see results/samples.py).
 """
 
 from __future__ import annotations
@@ -35,18 +35,11 @@ from lm_eval_noise.leaderboard.directions import HIGHER, LOWER, NEUTRAL, arrow, 
 from lm_eval_noise.leaderboard.records import (
     keep_newest,
     row_labels,
-    short_model_name,
     to_leaderboard_record,
     write_leaderboard_records,
 )
-from lm_eval_noise.leaderboard.results_io import (
-    ResultsError,
-    atomic_write_text,
-    display_metric,
-    read_results_tree,
-    resolve_metric,
-    split_metric_list,
-)
+from lm_eval_noise.results.files import ResultsError, atomic_write_text, read_results_tree
+from lm_eval_noise.results.schema import display_metric, resolve_metric, short_model_name, split_metric_list
 from lm_eval_noise.metrics.measured import measured_name, measured_of
 
 _KIND_ORDER = {"greedy": 0, "sampling": 1, "noise": 2, "noise+sampling": 3}

@@ -30,19 +30,9 @@ import numpy as np
 
 from lm_eval_noise.leaderboard.directions import arrow, results_direction
 from lm_eval_noise.leaderboard.method import describe_method
-from lm_eval_noise.leaderboard.records import run_seed
-from lm_eval_noise.leaderboard.results_io import (
-    ResultsError,
-    ResultsFile,
-    Unreadable,
-    as_number,
-    atomic_write_text,
-    iter_samples,
-    read_results_tree,
-    display_metric,
-    resolve_metric,
-    split_metric_list,
-)
+from lm_eval_noise.results.samples import CLEAN_PPL_KEY, doc_clean_ppl
+from lm_eval_noise.results.files import ResultsError, ResultsFile, Unreadable, atomic_write_text, iter_jsonl, read_results_tree
+from lm_eval_noise.results.schema import model_info, as_number, display_metric, resolve_metric, run_seed, split_metric_list
 from lm_eval_noise.metrics.measured import measured_of
 from lm_eval_noise.stats.paired import (
     BOOTSTRAP_ITERATIONS,
@@ -113,8 +103,7 @@ def load_run(path: str | Path, notes: list[str], strict: bool = False) -> Run:
             notes.append(f"{path}: {task}: using the newest run {candidates[-1].path.name}, not {old.path.name}")
     task = min(newest)
     data = newest[task].data
-    model = data.get("model_name") or (data.get("config") or {}).get("model") or "unknown"
-    return Run(path, newest, describe_method(data, task).label, str(model), unreadable)
+    return Run(path, newest, describe_method(data, task).label, str(model_info(data)["name"]), unreadable)
 
 
 def _disambiguate(runs: list[Run]) -> None:
@@ -141,7 +130,7 @@ def read_samples(run: Run, task: str) -> list[dict[str, Any]]:
             f"{run.source}: no samples_{task}_*.jsonl next to {results.path} "
             "(run lm-eval with --log_samples to get per-problem scores)"
         )
-    return list(iter_samples(path))
+    return list(iter_jsonl(path))
 
 
 def task_scores(samples: list[dict[str, Any]], use_hash: bool) -> TaskScores:
@@ -167,6 +156,9 @@ def task_scores(samples: list[dict[str, Any]], use_hash: bool) -> TaskScores:
                 non_scalar.add(f"{metric},{filt}")
                 continue
             scores.setdefault(f"{metric},{filt}", {})[key] = value
+        ppl = doc_clean_ppl(s)  # hf-noisy's clean_ppl=true: per doc, as the leaderboard averages it
+        if ppl is not None:
+            scores.setdefault(CLEAN_PPL_KEY, {})[key] = ppl
     return TaskScores(scores, problems, non_scalar)
 
 

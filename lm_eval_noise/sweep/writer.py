@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from lm_eval_noise.results.files import file_date_id
+
 TMP_PREFIX = ".sweep-tmp-"  # hidden: the leaderboard skips dot-folders
 
 
@@ -77,8 +79,7 @@ def clean_leftovers(folder: Path) -> list[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         removed.append(tmp)
     for samples in folder.glob("samples_*.jsonl"):
-        date_id = samples.stem[samples.stem.rfind("_") + 1 :]
-        if not (folder / f"results_{date_id}.json").exists():
+        if not (folder / f"results_{file_date_id(samples.name)}.json").exists():
             samples.unlink(missing_ok=True)
             removed.append(samples)
     return removed

@@ -1,4 +1,4 @@
-"""Finding and reading lm-eval output: results JSONs, their logged samples, and metric keys.
+"""Finding and reading lm-eval's output files: results JSONs and their logged samples (JSONL).
 
 lm-eval 0.4.13 (`EvaluationTracker`) writes, for `--output_path DIR --log_samples`:
 
@@ -9,8 +9,8 @@ lm-eval 0.4.13 (`EvaluationTracker`) writes, for `--output_path DIR --log_sample
 
 A results JSON holds `results[task]["<metric>,<filter>"]` and `"<metric>_stderr,<filter>"` (a float
 or "N/A"), plus `configs`, `versions`, `n-shot`, `higher_is_better`, `n-samples`, `config`, `date`
-(a UNIX timestamp) and version fields. Nothing here imports lm-eval: these readers work on any
-folder of its output.
+(a UNIX timestamp) and version fields (read by `results.schema`). Nothing here imports lm-eval:
+these readers work on any folder of its output.
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-STDERR_SUFFIX = "_stderr"
 DATE_ID_FORMATS = ("%Y-%m-%dT%H-%M-%S.%f", "%Y-%m-%dT%H-%M-%S")
 
 
 class ResultsError(ValueError):
-    """Bad input for the leaderboard, plot or compare commands; the message says what and why."""
+    """Unreadable or unsuitable lm-eval output (bad input for leaderboard, plot, compare); the message says
+    what and why."""
 
 
 @dataclass(frozen=True)
@@ -241,104 +241,20 @@ def find_samples_file(results_path: Path, task: str) -> Path | None:
     return max(candidates, key=lambda p: (file_date_id(p.name) or "", p.stat().st_mtime))
 
 
-def iter_samples(path: Path) -> Iterator[dict[str, Any]]:
-    """The per-doc records of a samples JSONL (blank lines skipped; a clear error on a bad line)."""
-    with open(path, encoding="utf-8") as f:
+def iter_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSONL file (samples files, datasets), blank lines skipped; a bad line is a
+    ResultsError (a ValueError) naming the file and line."""
+    with open(os.path.expanduser(path), encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
-            except json.JSONDecodeError as e:
+                row = json.loads(line)
+            except ValueError as e:
                 raise ResultsError(f"{path}:{lineno}: not valid JSON ({e})") from None
-
-
-# ---- metric keys -------------------------------------------------------------------------------
-
-
-def split_metric_key(key: str) -> tuple[str, str]:
-    """`"pass@5,none"` -> `("pass@5", "none")`; a key without a filter gets filter "none"."""
-    metric, _, filt = key.partition(",")
-    return metric, (filt or "none")
-
-
-def task_metrics(task_results: dict[str, Any]) -> dict[str, tuple[float | None, float | None]]:
-    """`{"metric,filter": (value, stderr)}` for one task's entry in results["results"].
-
-    Skips the bookkeeping fields lm-eval puts beside the metrics (alias, name, sample_len) and
-    non-numeric values; a stderr of "N/A" becomes None.
-    """
-    out: dict[str, tuple[float | None, float | None]] = {}
-    for key, value in task_results.items():
-        if "," not in key:
-            continue
-        metric, filt = split_metric_key(key)
-        if metric.endswith(STDERR_SUFFIX):
-            continue
-        num = as_number(value)
-        if num is None:
-            continue
-        out[key] = (num, as_number(task_results.get(f"{metric}{STDERR_SUFFIX},{filt}")))
-    return out
-
-
-def as_number(value: Any) -> float | None:
-    """A finite-or-not float for int/float/bool values; None for anything else ("N/A", lists...)."""
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)):
-        return float(value)
-    return None
-
-
-def display_metric(key: str, keys_of_task: Iterable[str]) -> str:
-    """`metric` when the task has a single filter for it, else `metric,filter`."""
-    metric, _ = split_metric_key(key)
-    same = [k for k in keys_of_task if split_metric_key(k)[0] == metric]
-    return metric if len(same) <= 1 else key
-
-
-def split_metric_list(text: str, known_keys: Iterable[str]) -> list[str]:
-    """Split a comma-separated --metrics value, keeping "metric,filter" pairs together.
-
-    "pass@5,self_bleu" -> ["pass@5", "self_bleu"]; "pass@5,all_samples,acc" -> ["pass@5,all_samples",
-    "acc"] when "all_samples" is a filter (and not a metric) of the known result keys.
-    """
-    known = [split_metric_key(k) for k in known_keys]
-    metrics = {m for m, _ in known}
-    filters = {f for _, f in known} - metrics
-    tokens = [t.strip() for t in text.split(",") if t.strip()]
-    out: list[str] = []
-    for tok in tokens:
-        if out and tok in filters and "," not in out[-1]:
-            out[-1] = f"{out[-1]},{tok}"
-        else:
-            out.append(tok)
-    return out
-
-
-def resolve_metric(name: str, available: Iterable[str], where: str = "") -> str:
-    """Map a user's metric name (with or without ",filter") to one of the `available` result keys.
-
-    Raises ResultsError listing the available metrics when `name` matches none, or several.
-    """
-    available = sorted(set(available))
-    if name in available:
-        return name
-    metric, _, filt = name.partition(",")
-    if filt:
-        matches = [k for k in available if k == f"{metric},{filt}"]
-    else:
-        matches = [k for k in available if split_metric_key(k)[0] == metric]
-    if len(matches) == 1:
-        return matches[0]
-    where = f" in {where}" if where else ""
-    if not matches:
-        listed = ", ".join(available) if available else "(none)"
-        raise ResultsError(f"metric {name!r} not found{where}; available: {listed}")
-    raise ResultsError(
-        f"metric {name!r} is ambiguous{where}: it has several filters; pick one of {', '.join(matches)}"
-    )
+            if not isinstance(row, dict):
+                raise ResultsError(f"{path}:{lineno}: not a JSON object: {type(row).__name__}")
+            yield row
 
 
 # ---- atomic writes ----------------------------------------------------------------------------
