@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from lm_eval_noise.analysis.loading import load_model, parse_model_args
@@ -11,6 +10,7 @@ from lm_eval_noise.analysis.measure import Setting, measure, prepare
 from lm_eval_noise.analysis.prompts import read_prompts
 from lm_eval_noise.analysis.report import print_table, summarize, write_csv, write_json, write_plot
 from lm_eval_noise.noise import NOISE_TYPES, NoiseConfigError
+from lm_eval_noise.parsing import int_at_least, non_negative_floats, positive_float
 
 JSON_NAME, CSV_NAME, PLOT_NAME = "alpha.json", "alpha.csv", "alpha_positions.png"
 
@@ -31,44 +31,6 @@ def _noise_list(text: str) -> list[str]:
     return items
 
 
-def _scale_list(text: str) -> list[float]:
-    scales = []
-    for part in (p.strip() for p in text.split(",")):
-        try:
-            value = float(part)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{part!r} is not a number; expected finite floats >= 0") from None
-        if not math.isfinite(value) or value < 0:
-            raise argparse.ArgumentTypeError(f"{part!r} is out of range; expected finite floats >= 0")
-        scales.append(value)
-    return scales
-
-
-def _int_at_least(minimum: int):
-    """An argparse type: an integer >= minimum."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer >= {minimum}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} is out of range; expected an integer >= {minimum}")
-        return value
-
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a finite float > 0") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range; expected a finite float > 0")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The `alpha` subcommand's arguments."""
     parser = argparse.ArgumentParser(
@@ -80,12 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--model_args", required=True, help="pretrained=PATH|tiny[,dtype=,device=,trust_remote_code=,revision=]")
     add("--prompts", required=True, help="text file (one prompt per line) or JSONL with a 'prompt' field")
     add("--noise", type=_noise_list, default=list(NOISE_TYPES), help="comma-separated noise types (default: all)")
-    add("--scales", type=_scale_list, default=[0.001, 0.01, 0.1], help="comma-separated noise_scale values")
-    add("--draws", type=_int_at_least(1), default=3, help="noise draws per prompt (default 3)")
-    add("--t-base", type=_positive_float, default=0.8, help="T_base of T* = T_base*sqrt(1+alpha)")
-    add("--noise-layer", type=_int_at_least(0), default=None, help="layer K for hidden noise (default: middle)")
-    add("--positions", type=_int_at_least(1), default=32, help="teacher-forced positions N (default 32)")
-    add("--noise-seed", type=_int_at_least(0), default=0, help="base seed of the noise draws")
+    add("--scales", type=non_negative_floats, default=[0.001, 0.01, 0.1], help="comma-separated noise_scale values")
+    add("--draws", type=int_at_least(1), default=3, help="noise draws per prompt (default 3)")
+    add("--t-base", type=positive_float, default=0.8, help="T_base of T* = T_base*sqrt(1+alpha)")
+    add("--noise-layer", type=int_at_least(0), default=None, help="layer K for hidden noise (default: middle)")
+    add("--positions", type=int_at_least(1), default=32, help="teacher-forced positions N (default 32)")
+    add("--noise-seed", type=int_at_least(0), default=0, help="base seed of the noise draws")
     add("--output-dir", default="results/alpha", help="where alpha.json, alpha.csv and the plot go")
     return parser
 

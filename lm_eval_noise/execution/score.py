@@ -36,6 +36,7 @@ from lm_eval_noise.metrics.behaviour import behaviour_classes, class_diversity, 
 from lm_eval_noise.metrics.measured import measured_name
 from lm_eval_noise.metrics.pass_at_k import pass_at_k
 from lm_eval_noise.metrics.structure import structure_digest
+from lm_eval_noise.parsing import positive_int, positive_ints
 
 # Per-problem diversity of the K samples, from their records' `behaviour` and `structure` keys.
 DIVERSITY_METRICS = ("functional_diversity", "structural_diversity", "effective_functional_diversity",
@@ -158,22 +159,6 @@ def score_samples(dataset: str, samples: Iterable[dict], ks: Sequence[int] = (1,
     return summary
 
 
-def _parse_ks(text: str) -> list[int]:
-    try:
-        ks = [int(k) for k in text.split(",") if k.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--k {text!r}: give comma-separated positive integers, e.g. 1,5,10")
-    if not ks or min(ks) < 1:
-        raise argparse.ArgumentTypeError(f"--k {text!r}: give comma-separated positive integers, e.g. 1,5,10")
-    return ks
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive integer")
-    return int(text)
-
-
 def _dataset(text: str) -> str:
     """Validate --dataset without loading anything."""
     name, _, difficulty = text.partition(":")
@@ -191,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("samples", help="JSONL file, one {task_id, completion} per line")
     parser.add_argument("--dataset", required=True, type=_dataset,
                         help="humaneval | apps[:DIFFICULTY] | apps-fixture[:DIFFICULTY]")
-    parser.add_argument("--k", type=_parse_ks, default=[1, 5, 10], help="comma-separated k values (1,5,10)")
-    parser.add_argument("--workers", type=_positive_int, default=None, help="parallel samples (CPU count)")
+    parser.add_argument("--k", type=positive_ints, default=[1, 5, 10], help="comma-separated k values (1,5,10)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="parallel samples (CPU count)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds per test (humaneval 3, apps 4)")
     parser.add_argument("--isolation", choices=ISOLATION_MODES, default=None,

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lm_eval_noise.noise.config import NOISE_ARGS, NoiseConfig
+from lm_eval_noise.parsing import as_bool
 from lm_eval_noise.results.schema import recorded_model_args
 
 # The label names the type and σ, the dummy positions and the random prefix itself; the seed is not a
@@ -176,7 +177,10 @@ def normalize_generation(gen: Any) -> dict[str, Any]:
         gen = dict(kv.split("=", 1) for kv in gen.split(",") if "=" in kv)
     gen = dict(gen) if isinstance(gen, dict) else {}
     temperature = _num(gen.get("temperature"))
-    do_sample = _bool(gen.get("do_sample"))
+    try:  # a recorded value: unreadable counts as unset
+        do_sample = None if gen.get("do_sample") is None else as_bool("do_sample", gen["do_sample"])
+    except ValueError:
+        do_sample = None
     if do_sample is None:
         do_sample = bool(temperature and temperature > 0)
     if not do_sample:
@@ -202,19 +206,6 @@ def _num(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return out if math.isfinite(out) else None
-
-
-def _bool(value: Any) -> bool | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in ("true", "1", "yes"):
-            return True
-        if low in ("false", "0", "no", "none", ""):
-            return False
-        return None
-    return bool(value)
 
 
 # ---- formatting -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from lm_eval_noise.noise.config import NOISE_ARGS, NoiseConfig, NoiseConfigError
+from lm_eval_noise.parsing import as_bool
 from lm_eval_noise.pretrained import missing_local_path
 
 TOP_KEYS = (
@@ -160,12 +161,6 @@ def _check_gen_kwargs(kwargs: dict[str, Any], where: str) -> None:
         )
 
 
-def _bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise SweepConfigError(f"{where}={value!r} must be true or false")
-    return value
-
-
 def _limit(value: Any) -> int | float | None:
     if value is None:
         return None
@@ -270,7 +265,7 @@ def parse_config(data: Any, name: str, output_dir: str | Path | None = None) -> 
         model_args=model_args,
         tasks=tuple(tasks),
         include_path=include_path,
-        include_defaults=_bool(data.get("include_defaults", True), "include_defaults"),
+        include_defaults=as_bool("include_defaults", data.get("include_defaults", True), SweepConfigError),
         limit=_limit(data.get("limit")),
         batch_size=_batch_size(data.get("batch_size", 1)),
         gen_kwargs=gen_kwargs,
@@ -278,8 +273,8 @@ def parse_config(data: Any, name: str, output_dir: str | Path | None = None) -> 
         output_dir=Path(out),
         methods=parsed,
         num_fewshot=num_fewshot,
-        apply_chat_template=_bool(data.get("apply_chat_template", False), "apply_chat_template"),
-        confirm_run_unsafe_code=_bool(data.get("confirm_run_unsafe_code", False), "confirm_run_unsafe_code"),
+        apply_chat_template=as_bool("apply_chat_template", data.get("apply_chat_template", False), SweepConfigError),
+        confirm_run_unsafe_code=as_bool("confirm_run_unsafe_code", data.get("confirm_run_unsafe_code", False), SweepConfigError),
     )
     # Last, so that every other mistake in the file is reported first.
     if problem := missing_local_path(model_args["pretrained"]):
