@@ -8,7 +8,6 @@ leaderboard and draws the Pareto plot.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import sys
@@ -23,12 +22,6 @@ SHOWN = ("noise_demo_math_chat/accuracy,noise_demo_math_chat/distinct_2,"
          "humaneval_pass_at_k_chat_demo/pass@1,humaneval_pass_at_k_chat_demo/distinct_2,"
          "creative_writing/distinct_2,creative_writing/self_bleu,problem_generation_chat/valid,"
          "problem_generation_chat/docstring_distinct_2")
-
-
-def _quietly(func, argv: list[str]) -> int:
-    """Run a subcommand for the files it writes, without its stdout."""
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        return func(argv)
 
 
 def main(argv: list[str]) -> int:
@@ -46,30 +39,35 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+    import json
+
     from lm_eval_noise.leaderboard import plots, table
-    from lm_eval_noise.sweep import load_config
-    from lm_eval_noise.sweep import main as sweep
+    from lm_eval_noise.results.files import ResultsError, atomic_write_text
+    from lm_eval_noise.results.schema import split_metric_list
+    from lm_eval_noise.sweep import SweepConfigError, configure_process, load_config, run_sweep
 
     # Start clean: earlier demo results (e.g. the committed ones) carry another machine's model path.
-    for method in load_config(SWEEP, out).methods:
+    config = load_config(SWEEP, out)
+    for method in config.methods:
         shutil.rmtree(out / method.name, ignore_errors=True)
     for name in ("leaderboard.csv", "leaderboard.json", "pareto.png"):
         (out / name).unlink(missing_ok=True)
 
-    steps = [
-        ("sweep", lambda: sweep([str(SWEEP), "--output-dir", str(out)])),
-        ("leaderboard files", lambda: _quietly(table.main, [str(out), "--csv", str(out / "leaderboard.csv"),
-                                                            "--json", str(out / "leaderboard.json")])),
-        ("leaderboard", lambda: table.main([str(out), "--style", "markdown", "--metrics", SHOWN])),
-        ("plot", lambda: plots.main([str(out), "--task", PARETO[0], "--x", PARETO[1], "--y", PARETO[2],
-                                     "--output", str(out / "pareto.png"),
-                                     "--title", "SmolLM2-135M-Instruct (Q4_1): HumanEval subset, pass@1 vs distinct-2"])),
-    ]
-    for name, step in steps:
-        code = step()
-        if code:
-            print(f"demo: the {name} step failed (exit {code})", file=sys.stderr)
-            return code
+    configure_process()
+    try:
+        run_sweep(config)
+        records, superseded = table.collect(out)
+        full = table.build_table(records, None, superseded)
+        atomic_write_text(out / "leaderboard.csv", table.to_csv(full))
+        atomic_write_text(out / "leaderboard.json", json.dumps(table.to_json(full), indent=2, ensure_ascii=False, default=str) + "\n")
+        shown = split_metric_list(SHOWN, [k for rec in records for k in rec["metrics"]])
+        sys.stdout.write(table.render_markdown(table.build_table(records, shown, superseded)))
+        selection, (xkey, ykey) = plots.select(records, list(PARETO[1:]), PARETO[0], None)
+        plots.plot_pareto(selection, xkey, ykey, out / "pareto.png",
+                          "SmolLM2-135M-Instruct (Q4_1): HumanEval subset, pass@1 vs distinct-2")
+    except (SweepConfigError, ResultsError) as e:
+        print(f"demo: {e}", file=sys.stderr)
+        return 2
     print(f"demo: done. Results, leaderboard.csv/json and pareto.png are in {out}/ (a 135M model on a few "
           "problems: they show the pipeline and the trade-off's shape, not the study's answer; see results/)")
     return 0

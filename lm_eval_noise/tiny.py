@@ -12,6 +12,7 @@ import json
 import os
 import random
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 from lm_eval_noise.cache import build_once, cache_root
@@ -58,7 +59,10 @@ def corpus(n_lines: int = 1500, seed: int = 0) -> list[str]:
 
 
 def _spec(arch: str, hidden: int, layers: int, steps: int) -> dict:
-    return {"arch": arch, "hidden": hidden, "layers": layers, "steps": steps, "recipe": _RECIPE_VERSION}
+    # The trained weights depend on torch (initialisation, kernels) and transformers (model code): a
+    # cached model built under other versions is a different model.
+    return {"arch": arch, "hidden": hidden, "layers": layers, "steps": steps, "recipe": _RECIPE_VERSION,
+            "torch": version("torch"), "transformers": version("transformers")}
 
 
 def ensure_tiny_model(
@@ -95,12 +99,14 @@ def _train_tokenizer(lines: list[str]):
     )
 
 
-def _config(spec: dict, tokenizer):
+def _config(spec: dict, tokenizer=None, vocab_size: int = 512):
     from transformers import LlamaConfig, Qwen2Config
 
     cls = {"llama": LlamaConfig, "qwen2": Qwen2Config}[spec["arch"]]
+    special = {} if tokenizer is None else {
+        "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
     return cls(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size if tokenizer is None else len(tokenizer),
         hidden_size=spec["hidden"],
         intermediate_size=spec["hidden"] * 2,
         num_hidden_layers=spec["layers"],
@@ -108,10 +114,20 @@ def _config(spec: dict, tokenizer):
         num_key_value_heads=2,
         max_position_embeddings=512,
         tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        **special,
     )
+
+
+def untrained_model(arch: str = "llama", hidden: int = 64, layers: int = 2, seed: int = 0):
+    """The tiny architecture with random weights and no tokenizer, for tests of where and how much noise
+    lands, which need shapes and modules, not a trained model (nothing cached, nothing trained)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if arch not in ARCHS:
+        raise ValueError(f"arch={arch!r} is not supported; valid values: {', '.join(ARCHS)}")
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(_config(_spec(arch, hidden, layers, 0)), dtype=torch.float32).eval()
 
 
 def _build(path: Path, spec: dict) -> None:

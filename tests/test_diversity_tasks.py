@@ -467,7 +467,7 @@ def test_e2e_task_reports_every_metric(e2e_results, name):
 
 @pytest.mark.slow
 def test_e2e_high_temperature_varies(e2e_results):
-    assert e2e_results["results"]["creative_writing_t12"][f"unique_ratio,{FILTER}"] > 0.1
+    assert e2e_results["results"]["creative_writing_t12"][f"unique_ratio,{FILTER}"] >= 0.5  # most of the K = 10 differ, not just one
 
 
 @pytest.mark.slow

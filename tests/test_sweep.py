@@ -84,6 +84,36 @@ def _sweep_cmd(config: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "lm_eval_noise", "sweep", str(config), "--output-dir", str(out), *extra]
 
 
+# Runs a sweep that pauses right after the Nth file of its output lands in place (os.replace out of a
+# temp folder), after writing a marker file: the test then signals it at exactly that point, with no race.
+_PAUSING_SWEEP = """
+import os, sys, time
+from pathlib import Path
+marker, at, hold = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+real_replace, placed = os.replace, [0]
+def replace(src, dst, *args, **kwargs):
+    real_replace(src, dst, *args, **kwargs)
+    if ".sweep-tmp-" in str(src):
+        placed[0] += 1
+        if placed[0] == at:
+            marker.write_text(str(dst))
+            time.sleep(hold)
+os.replace = replace
+from lm_eval_noise.cli import main
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+def _paused_sweep(config: Path, out: Path, marker: Path, at: int, hold: float, env: dict) -> subprocess.Popen:
+    cmd = [sys.executable, "-c", _PAUSING_SWEEP, str(marker), str(at), str(hold), "sweep", str(config), "--output-dir", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep exited ({proc.returncode}) before placing file {at}")
+        time.sleep(0.02)
+    return proc
+
+
 def _results_files(root: Path) -> list[Path]:
     """Finished results files; never descends into a sweep's temp folders, which a running sweep
     renames or removes at any moment (os.walk also skips a folder that vanished mid-walk)."""
@@ -137,25 +167,14 @@ def test_one_model_load_and_lm_eval_format(reference):
 def test_sigkill_then_resume_matches_uninterrupted(reference, config_file, tiny_env, tmp_path):
     ref_dir = reference[0]
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_sweep_cmd(config_file, out), env=tiny_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checks = 0
-    try:
-        while proc.poll() is None:
-            found = _results_files(out) if out.exists() else []
-            for path in found:  # a results file is never partial, whenever we look
-                json.loads(path.read_text())
-                checks += 1
-            if found:
-                proc.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.02)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the sweep finished before it could be interrupted"
-    assert checks >= 1
+    # Killed between the two files of the second evaluation: its samples file is in place, its results not.
+    proc = _paused_sweep(config_file, out, tmp_path / "paused", at=3, hold=600, env=tiny_env)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
     finished = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in _results_files(out)}
-    assert 1 <= len(finished) < 6
+    assert len(finished) == 1
+    assert len(list(out.rglob("samples_*.jsonl"))) == 2  # the first evaluation's, and the second's orphan
     for path in _results_files(out):
         json.loads(path.read_text())
 
@@ -271,12 +290,11 @@ def test_unknown_task_and_model_rejected_before_loading(tiny_env, tmp_path, monk
     assert not list(tmp_path.rglob("results_*.json"))
 
 
-def test_sigterm_leaves_no_partial_files(config_file, tiny_env, tmp_path):
+def test_sigterm_waits_for_the_evaluation_in_place(config_file, tiny_env, tmp_path):
     out = tmp_path / "terminated"
-    proc = subprocess.Popen(_sweep_cmd(config_file, out), env=tiny_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # SIGTERM arrives between the two files of the second evaluation: the sweep finishes placing it, then exits.
+    proc = _paused_sweep(config_file, out, tmp_path / "paused", at=3, hold=2, env=tiny_env)
     try:
-        while proc.poll() is None and not (out.exists() and _results_files(out)):
-            time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=300)
     finally:
@@ -284,9 +302,10 @@ def test_sigterm_leaves_no_partial_files(config_file, tiny_env, tmp_path):
         proc.wait()
     assert proc.returncode == 128 + signal.SIGTERM
     results = _results_files(out)
-    assert 1 <= len(results) < 6
+    assert len(results) == 2  # the second evaluation completed, the third never started
     for path in results:
         json.loads(path.read_text())
+    assert len(list(out.rglob("samples_*.jsonl"))) == 2
     assert not list(out.rglob(".sweep-tmp-*"))
 
 

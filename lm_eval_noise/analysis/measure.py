@@ -81,7 +81,7 @@ def prepare(model: nn.Module, tokenizer, prompt: str, positions: int) -> PromptC
     if ids.shape[1] == 0:
         raise ValueError(f"prompt {prompt!r} tokenizes to no tokens")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    # min_new_tokens keeps every prompt at exactly `positions` measured positions, as in seed 002 section 6a.
+    # min_new_tokens keeps every prompt at exactly `positions` measured positions.
     out = model.generate(
         ids,
         attention_mask=torch.ones_like(ids),

@@ -33,7 +33,7 @@ def read_prompts(path: str | Path) -> list[str]:
                 continue
             try:
                 record = json.loads(line)
-            except ValueError as err:
+            except json.JSONDecodeError as err:
                 raise ValueError(f"--prompts: {path} line {number} is not valid JSON ({err.msg})") from None
             prompt = record.get("prompt") if isinstance(record, dict) else None
             if not isinstance(prompt, str) or not prompt.strip():

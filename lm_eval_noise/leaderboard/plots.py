@@ -103,9 +103,10 @@ def select(
 
 
 def _primary(task: str, primary: dict[str, str | None]) -> str:
-    if not primary.get(task):
+    name = primary.get(task)
+    if not name:
         raise ResultsError(f"task {task!r} declares no metric to use by default; pass --y")
-    return primary[task]
+    return name
 
 
 def _names(metrics: Sequence[str | None]) -> list[str]:

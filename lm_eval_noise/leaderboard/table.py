@@ -103,7 +103,7 @@ def method_sort_key(method: dict[str, Any]) -> tuple:
     noise = method.get("noise") or {}
     gen = method.get("generation") or {}
     return (
-        _KIND_ORDER.get(method.get("kind"), 9),
+        _KIND_ORDER.get(str(method.get("kind")), 9),
         noise.get("type") or "",
         noise.get("scale") if noise.get("scale") is not None else math.inf,
         gen.get("temperature", 0.0),

@@ -48,11 +48,12 @@ def check_tokenizer(tokenizer: object) -> Tokenizer | None:
 
 def tokenize_all(texts: list[str], tokenizer: Tokenizer | None) -> list[list[Any]]:
     """Split each text with `tokenizer` (default: `str.split()`, i.e. runs of whitespace)."""
-    if check_tokenizer(tokenizer) is None:
+    split = check_tokenizer(tokenizer)
+    if split is None:
         return [text.split() for text in texts]
     out = []
     for text in texts:
-        tokens = tokenizer(text)
+        tokens = split(text)
         if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence):
             raise ValueError(f"tokenizer must return a list of tokens, got {type(tokens).__name__}")
         out.append(list(tokens))

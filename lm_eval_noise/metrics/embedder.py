@@ -85,7 +85,7 @@ def embed(texts: Sequence[str], model: str | None = None, batch_size: int = BATC
     batch_size = check_positive_int(batch_size, "batch_size")
     # A str has an `encode` method too: only a non-str object counts as a loaded model.
     loaded = model is not None and not isinstance(model, str) and callable(getattr(model, "encode", None))
-    encoder = model if loaded else load(resolve(model))  # type: ignore[arg-type]
+    encoder: Any = model if loaded else load(resolve(model))  # type: ignore[arg-type]
     if not texts:
         return np.zeros((0, 0))
     vectors = encoder.encode(list(texts), batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)

@@ -12,7 +12,7 @@ program, not per scope: programs equal up to a one-to-one renaming of their own 
 in one class; a program that reuses one name in two functions differs from one that uses
 two names. A body left empty by the removal becomes `pass`.
 
-The aim is the "surface vs algorithm" distinction of the study (seed 000): noise that only
+The aim is the "surface vs algorithm" distinction of the study (README, The study): noise that only
 renames variables or rewrites comments leaves the class count unchanged; a new algorithm
 adds a class. Reference: AST-based code similarity as in CodeBLEU's syntactic match (Ren et
 al. 2020) and, for clone detection, Baxter et al. 1998 (*Clone Detection Using Abstract
@@ -116,7 +116,7 @@ class _Canonical(ast.NodeTransformer):
         super().generic_visit(node)
         body = getattr(node, "body", None)
         if isinstance(body, list) and not body and not isinstance(node, ast.Module):
-            node.body = [ast.Pass()]  # a function that held only a docstring reads as `pass`
+            setattr(node, "body", [ast.Pass()])  # a function that held only a docstring reads as `pass`
         return node
 
     def visit_Expr(self, node: ast.Expr) -> ast.AST | None:
@@ -147,7 +147,7 @@ class _Canonical(ast.NodeTransformer):
         node.names = [self._name(n) for n in node.names]
         return node
 
-    visit_Nonlocal = visit_Global
+    visit_Nonlocal = visit_Global  # type: ignore[assignment]  # the same fields
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> ast.AST:
         if node.name:
@@ -159,7 +159,7 @@ class _Canonical(ast.NodeTransformer):
             node.name = self._name(node.name)
         return self.generic_visit(node)
 
-    visit_MatchStar = visit_MatchAs
+    visit_MatchStar = visit_MatchAs  # type: ignore[assignment]  # the same fields
 
     def visit_MatchMapping(self, node: ast.MatchMapping) -> ast.AST:
         if node.rest:

@@ -61,7 +61,8 @@ class SampleRecord:
         if version != VERSION:
             raise ResultsError(f"{RECORDS_KEY} record version {version!r} is not readable here (this version reads {VERSION})")
         fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: (math.nan if v is None and k in _MEASURES else v) for k, v in data.items() if k in fields})
+        values: dict[str, Any] = {k: (math.nan if v is None and k in _MEASURES else v) for k, v in data.items() if k in fields}
+        return cls(**values)
 
     def merged(self, **values: Any) -> SampleRecord:
         return dataclasses.replace(self, **values)

@@ -1,4 +1,4 @@
-"""Paired statistics between runs on the same problems (seed 001 §3.3)."""
+"""Paired statistics between runs on the same problems (README, The study: paired tests on the same problems)."""
 
 from lm_eval_noise.stats.paired import bonferroni, bootstrap_ci, cliffs_delta, wilcoxon_p
 

@@ -141,6 +141,7 @@ def task_scores(samples: list[dict[str, Any]], use_hash: bool) -> TaskScores:
     non_scalar: set[str] = set()
     for s in sorted(samples, key=lambda s: (str(s.get("filter", "none")), _sortable(s.get("doc_id")))):
         filt = s.get("filter", "none")
+        key: tuple[Any, Any]
         if use_hash:
             base = s["doc_hash"]
             seen[(filt, base)] += 1
@@ -259,7 +260,7 @@ def compare_runs(
         order = sorted(scores[0].problems, key=str)
         for key in keys:
             base = np.array([scores[0].scores[key].get(p, math.nan) for p in order])
-            block = []
+            block: list[dict[str, Any]] = []
             for r, s in zip(runs[1:], scores[1:]):
                 other = np.array([s.scores[key].get(p, math.nan) for p in order])
                 ok = np.isfinite(base) & np.isfinite(other)

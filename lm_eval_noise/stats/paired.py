@@ -1,4 +1,4 @@
-"""Paired statistics over per-problem scores (seed 001 §3.3): the same problems, two methods.
+"""Paired statistics over per-problem scores (README, The study: paired tests on the same problems): the same problems, two methods.
 
 All functions take the baseline's scores `a` and the other method's scores `b` (or the paired
 differences d = b - a), so positive numbers mean "b is higher".

@@ -12,11 +12,11 @@ import os
 import signal
 import sys
 
-from lm_eval_noise.sweep.config import Method, SweepConfig, SweepConfigError, load_config, parse_config
+from lm_eval_noise.sweep.config import SweepMethod, SweepConfig, SweepConfigError, load_config, parse_config
 from lm_eval_noise.sweep.runner import Evaluation, Summary, plan, run_sweep
 
 __all__ = [
-    "Evaluation", "Method", "Summary", "SweepConfig", "SweepConfigError", "load_config", "main", "parse_config",
+    "Evaluation", "SweepMethod", "Summary", "SweepConfig", "SweepConfigError", "load_config", "main", "parse_config",
     "plan", "run_sweep",
 ]
 
@@ -24,6 +24,15 @@ __all__ = [
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     # SystemExit unwinds the stack, so the half-built temp folder of the evaluation in flight is removed.
     raise SystemExit(128 + signum)
+
+
+def configure_process(verbose: bool = False) -> None:
+    """What a sweep process needs before it runs: quiet logging (lm-eval's INFO with `verbose`), no
+    tokenizer thread pool, and SIGTERM turned into an orderly exit (finished evaluations are kept)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("lm_eval").setLevel(logging.INFO if verbose else logging.ERROR)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
 def main(argv: list[str]) -> int:
@@ -34,10 +43,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--output-dir", default=None, help="override the config's output_dir")
     parser.add_argument("--verbose", action="store_true", help="show lm-eval's INFO logging")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("lm_eval").setLevel(logging.INFO if args.verbose else logging.ERROR)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    configure_process(args.verbose)
     try:
         config = load_config(args.config, args.output_dir)
         summary = run_sweep(config, dry_run=args.dry_run)

@@ -33,7 +33,7 @@ class SweepConfigError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Method:
+class SweepMethod:
     """One decoding method of the sweep: noise args for `set_noise` and generation overrides."""
 
     name: str
@@ -56,21 +56,21 @@ class SweepConfig:
     gen_kwargs: dict[str, Any]
     seeds: tuple[int, ...]
     output_dir: Path
-    methods: tuple[Method, ...]
+    methods: tuple[SweepMethod, ...]
     num_fewshot: int | None = None
     apply_chat_template: bool = False
     confirm_run_unsafe_code: bool = False
 
-    def gen_kwargs_for(self, method: Method) -> dict[str, Any]:
+    def gen_kwargs_for(self, method: SweepMethod) -> dict[str, Any]:
         """The sweep-wide gen_kwargs with the method's on top."""
         return {**self.gen_kwargs, **method.gen_kwargs}
 
-    def run_model_args(self, method: Method, seed: int) -> str:
+    def run_model_args(self, method: SweepMethod, seed: int) -> str:
         """The `--model_args` string an equivalent `lm_eval` run would use (recorded in results)."""
         merged = {**self.model_args, **method.noise, "noise_seed": seed}
         return ",".join(f"{k}={_arg_text(v)}" for k, v in merged.items())
 
-    def fingerprint(self, method: Method, seed: int, task: str) -> str:
+    def fingerprint(self, method: SweepMethod, seed: int, task: str) -> str:
         """A hash of every setting that changes one evaluation's output (not batch size or paths)."""
         settings = {
             "model": self.model, "model_args": self.model_args, "task": task, "limit": self.limit,
@@ -192,7 +192,7 @@ def _seeds(value: Any) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _method(raw: Any, i: int) -> Method:
+def _method(raw: Any, i: int) -> SweepMethod:
     where = f"methods[{i}]"
     if not isinstance(raw, dict):
         raise SweepConfigError(f"{where} must be a mapping with keys {', '.join(METHOD_KEYS)}, got {raw!r}")
@@ -211,7 +211,7 @@ def _method(raw: Any, i: int) -> Method:
         raise SweepConfigError(f"{where} ({name}).noise: {e}") from None
     gen = _kwargs(raw.get("gen_kwargs"), f"{where}.gen_kwargs")
     _check_gen_kwargs(gen, f"{where} ({name}).gen_kwargs")
-    return Method(name, noise, gen)
+    return SweepMethod(name, noise, gen)
 
 
 def parse_config(data: Any, name: str, output_dir: str | Path | None = None) -> SweepConfig:
@@ -294,7 +294,7 @@ def load_config(path: str | Path, output_dir: str | Path | None = None) -> Sweep
     return parse_config(data, path.stem, output_dir)
 
 
-def check_model(config: SweepConfig) -> type:
+def check_model(config: SweepConfig) -> Any:
     """The registered model class; it must switch noise in place (`set_noise`)."""
     import lm_eval.api.registry as registry
 
@@ -318,5 +318,5 @@ def check_tasks(config: SweepConfig, task_manager: Any) -> None:
             f"{t!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(t, known, 1)) else repr(t)
             for t in missing
         ]
-        where = config.include_path + (" and lm-eval's own tasks" if config.include_defaults else "")
+        where = str(config.include_path) + (" and lm-eval's own tasks" if config.include_defaults else "")
         raise SweepConfigError(f"tasks: unknown task(s) {', '.join(hints)} (searched {where})")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from unittest import mock
 
-from lm_eval_noise.sweep.config import Method, SweepConfig, SweepConfigError, check_model, check_tasks
+from lm_eval_noise.sweep.config import SweepMethod, SweepConfig, SweepConfigError, check_model, check_tasks
 from lm_eval_noise.sweep.writer import clean_leftovers, finished, write_evaluation
 
 
@@ -21,7 +21,7 @@ from lm_eval_noise.sweep.writer import clean_leftovers, finished, write_evaluati
 class Evaluation:
     """One (method, seed, task) of the sweep and, when already finished, its results file."""
 
-    method: Method
+    method: SweepMethod
     seed: int
     task: str
     folder: Path
@@ -42,7 +42,7 @@ class Summary:
     model_loads: int = 0
 
 
-def output_folder(config: SweepConfig, method: Method, seed: int) -> Path:
+def output_folder(config: SweepConfig, method: SweepMethod, seed: int) -> Path:
     """Where one method and seed's files go: <output_dir>/<method>/seed-<N>/."""
     return config.output_dir / method.name / f"seed-{seed}"
 
@@ -178,18 +178,18 @@ def run_sweep(config: SweepConfig, dry_run: bool = False, out: TextIO = sys.stdo
         print(f"sweep: {sum(e.done is None for e in evaluations)} to run, "
               f"{sum(e.done is not None for e in evaluations)} done, of {total}", file=out)
         return summary
-    pending = [i for i, item in enumerate(evaluations) if item.done is None]
-    if not pending:
+    to_run = [i for i, item in enumerate(evaluations) if item.done is None]
+    if not to_run:
         for i, item in enumerate(evaluations):
             print(_skip_line(i, total, item), file=out)
-        summary.skipped = [item.done for item in evaluations]
+        summary.skipped = [item.done for item in evaluations if item.done is not None]
         return summary
 
     print(f"sweep: loading {config.model} (pretrained={config.model_args['pretrained']}) once "
-          f"for {len(pending)} of {total} evaluations", file=out, flush=True)
+          f"for {len(to_run)} of {total} evaluations", file=out, flush=True)
     lm = model_cls.create_from_arg_obj(config.model_args, {"batch_size": config.batch_size})
     summary.model_loads += 1
-    pending = set(_agree(lm, pending))
+    pending = set(_agree(lm, to_run))
     main_rank = lm.rank == 0
     if main_rank:
         for folder in {evaluations[i].folder for i in pending}:
@@ -201,7 +201,8 @@ def run_sweep(config: SweepConfig, dry_run: bool = False, out: TextIO = sys.stdo
             if i not in pending:
                 if main_rank:
                     bar.write(_skip_line(i, total, item), file=out)
-                summary.skipped.append(item.done)
+                if item.done is not None:
+                    summary.skipped.append(item.done)
                 bar.update()
                 continue
             start = time.perf_counter()

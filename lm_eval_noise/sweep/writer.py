@@ -7,11 +7,14 @@ os.replace: samples first, results JSON last, so a results file means the pair i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,28 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the block ends, then deliver them to the usual handlers.
+
+    A signal mask would not do: the kernel hands a process-directed signal to any thread that does not
+    block it (torch's worker threads), and Python then runs the handler in the main thread anyway.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    pending: list[signal.Signals] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signal.Signals(signum)))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(pending):
+            signal.raise_signal(sig)
 
 
 def write_evaluation(folder: Path, results: dict[str, Any], samples: dict[str, list], tracker: Any) -> Path:
@@ -44,13 +69,10 @@ def write_evaluation(folder: Path, results: dict[str, Any], samples: dict[str, l
         for path in staged:
             _fsync(path)
         # Ctrl-C / SIGTERM wait until both files are in place, so neither leaves a lone samples file.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
+        with _signals_deferred():
             for path in staged:
                 os.replace(path, folder / path.name)
             _fsync(folder)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return folder / written_results[0].name
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

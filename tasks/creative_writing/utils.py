@@ -1,4 +1,4 @@
-"""Story continuation (seed 000, Experiments 3-4): how diverse are the K continuations of one opening?
+"""Story continuation (the study's Experiments 3-4; README, The study): how diverse are the K continuations of one opening?
 
 Each opening is asked `repeats` times; the custom filter keeps all K responses (lm-eval's default
 filter keeps only the first), and `process_results` scores the K texts of one opening together.

@@ -1,5 +1,5 @@
 """GSM8K with K samples per question: first-sample accuracy, pass@k, majority vote and the
-diversity of the final answers (seed 001, sections 3.1-3.2).
+diversity of the final answers (the study's GSM8K setting; README, The study).
 
 The K responses of one question are kept by the custom filter (lm-eval's default keeps only the
 first), and `process_results` scores them together; lm-eval averages over questions.

@@ -1,4 +1,4 @@
-"""Problem generation (seed 000, Experiment 2): the model invents a new Python problem as a
+"""Problem generation (the study's Experiment 2; README, The study): the model invents a new Python problem as a
 function signature with a docstring; the K repeats of each prompt are scored together.
 
 Each prompt ends with `def`, so a completion reads `prefix + response` (doc field `prefix`).
