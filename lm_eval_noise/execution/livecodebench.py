@@ -186,8 +186,13 @@ def load_problems(path: str | None = None, release_version: str = DEFAULT_RELEAS
         data.column_names)
     if missing:
         raise DataUnavailable(f"LiveCodeBench data: not the code_generation_lite format (no {sorted(missing)})")
-    return data.filter(lambda date, diff: in_window(date, start, end) and difficulty in (None, diff),
+    data = data.filter(lambda date, diff: in_window(date, start, end) and difficulty in (None, diff),
                        input_columns=["contest_date", "difficulty"])
+    if len(data) == 0:  # lm-eval would fail on an empty split with an IndexError
+        level = f" and difficulty={difficulty!r}" if difficulty else ""
+        raise ValueError(f"no LiveCodeBench problems in release_version={release_version!r} with contest_date in "
+                         f"[{start or 'any'}, {end or 'any'}]{level}: widen start_date / end_date")
+    return data
 
 
 def in_window(contest_date, start: dt.date | None, end: dt.date | None) -> bool:

