@@ -123,6 +123,9 @@ def test_tasks_register_and_load(monkeypatch):
     assert all(n in manager.all_tasks for n in names)
     tasks = manager.load_task_or_group(["mbpp_pass_at_k_fixture", "mbpp_plus_pass_at_k", "mbpp_plus_pass_at_k_chat"])
     assert len(tasks["mbpp_pass_at_k_fixture"].eval_docs) == 6 and len(tasks["mbpp_plus_pass_at_k"].eval_docs) == 3
+    for name, fn in [("mbpp_pass_at_k_fixture", "run_mbpp"), ("mbpp_plus_pass_at_k", "run_mbpp_plus"),
+                     ("mbpp_plus_pass_at_k_chat", "run_mbpp_plus")]:  # MBPP+ checks get the longer budget
+        assert tasks[name].config.filter_list[0]["filter"][0]["filter_fn"].__name__ == fn, name
     chat = tasks["mbpp_plus_pass_at_k_chat"]
     assert chat.doc_to_text(chat.eval_docs[0]).startswith("Write a Python function for this task.")
     config = tasks["mbpp_pass_at_k_fixture"].config

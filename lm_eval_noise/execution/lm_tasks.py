@@ -6,7 +6,7 @@ count and the samples' behaviour / structure diversity.
 
 Execution settings come from the environment, since lm-eval's filter config carries no options:
 LM_EVAL_NOISE_CODE_WORKERS (parallel samples, default CPU count), LM_EVAL_NOISE_CODE_TIMEOUT (seconds
-per test; HumanEval and MBPP 3, APPS 4, LiveCodeBench 6) and LM_EVAL_NOISE_SANDBOX (isolation mode, default auto).
+per test; HumanEval and MBPP 3, APPS 4, LiveCodeBench 6, MBPP+ 10) and LM_EVAL_NOISE_SANDBOX (isolation mode, default auto).
 """
 
 from __future__ import annotations
@@ -100,8 +100,13 @@ def run_livecodebench(resps, docs) -> list[list[dict]]:
 
 
 def run_mbpp(resps, docs) -> list[list[dict]]:
-    """Filter: as run_apps, for MBPP and MBPP+ (a completion, or a chat answer's fenced block)."""
+    """Filter: as run_apps, for MBPP (a completion, or a chat answer's fenced block)."""
     return _execute(resps, docs, lambda doc, r: mbpp.job(doc, extract_code(r)), mbpp.LIMITS)
+
+
+def run_mbpp_plus(resps, docs) -> list[list[dict]]:
+    """Filter: run_mbpp for MBPP+, whose checks run many more inputs (mbpp.PLUS_LIMITS)."""
+    return _execute(resps, docs, lambda doc, r: mbpp.job(doc, extract_code(r)), mbpp.PLUS_LIMITS)
 
 
 def process_results(doc, results) -> dict:

