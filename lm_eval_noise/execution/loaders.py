@@ -55,24 +55,24 @@ class AppsUnavailable(DataUnavailable):
     """The APPS data could not be read (the message names the option for a local copy)."""
 
 
-def load_rows(sources: list[str], what: str, hint: str):
+def load_rows(sources: list[str], what: str, hint: str, error: type[DataUnavailable] = DataUnavailable):
     """One `datasets.Dataset` from JSONL (or .parquet) files, local or `hf://` ones; `what` names the
-    data and `hint` the local-copy option in the one-line DataUnavailable a missing file or an
-    unreachable hub gives."""
+    data and `hint` the local-copy option in the one-line `error` a missing file or an unreachable hub
+    gives."""
     import datasets
 
     paths = [os.path.expanduser(s) for s in sources]
     for source in paths:
         if "://" not in source and not os.path.isfile(source):
-            raise DataUnavailable(f"{what} {source!r}: no such file ({hint})")
+            raise error(f"{what} {source!r}: no such file ({hint})")
     builder = "parquet" if all(p.endswith(".parquet") for p in paths) else "json"
     try:
         return datasets.load_dataset(builder, data_files={"test": paths}, split="test")
     except Exception as exc:  # network, offline mode, hub errors: many types, one answer
         if not any("://" in p for p in paths):
             raise
-        raise DataUnavailable(f"could not fetch {what} from {paths[0]} ({type(exc).__name__}); offline, "
-                              f"download it once and give a local copy: {hint}") from None
+        raise error(f"could not fetch {what} from {paths[0]} ({type(exc).__name__}); offline, download it once "
+                    f"and give a local copy: {hint}") from None
 
 
 def fixture_path() -> Path:
@@ -91,21 +91,10 @@ def load_apps_dataset(path: str | None = None, difficulty: str | None = None):
 
     Read with the `json` builder, since codeparrot/apps' loading script no longer runs under datasets 5.
     """
-    import datasets
-
     if difficulty is not None and difficulty not in APPS_DIFFICULTIES:
         raise ValueError(f"difficulty {difficulty!r}: must be one of {', '.join(APPS_DIFFICULTIES)}")
-    source = resolve_apps_path(path)
-    if "://" not in source and not os.path.isfile(os.path.expanduser(source)):
-        raise AppsUnavailable(f"APPS test split {source!r}: no such file (--apps-path / ${ENV_APPS_PATH})")
-    try:
-        data = datasets.load_dataset("json", data_files={"test": os.path.expanduser(source)}, split="test")
-    except Exception as exc:  # network, offline mode, hub errors: many types, one answer
-        if "://" not in source:
-            raise
-        raise AppsUnavailable(
-            f"could not fetch APPS from {source} ({type(exc).__name__}); offline, download codeparrot/apps' "
-            f"test.jsonl once and pass --apps-path FILE or set ${ENV_APPS_PATH}=FILE") from None
+    data = load_rows([resolve_apps_path(path)], "APPS test split",
+                     f"--apps-path FILE or ${ENV_APPS_PATH}=FILE, codeparrot/apps' test.jsonl", error=AppsUnavailable)
     if difficulty is not None:
         data = data.filter(lambda d: d == difficulty, input_columns="difficulty")
     return data
