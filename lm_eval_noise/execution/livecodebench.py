@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import io
 import json
 import os
@@ -102,15 +103,32 @@ def func_name(row: dict) -> str | None:
     return _json_field(row.get("metadata"), {}).get("func_name") or None
 
 
-def job(row: dict, program: str) -> dict:
-    """The sandbox job for `program` against every test of the row (stdin/stdout or call-based)."""
+_FIELDS = ("public_test_cases", "private_test_cases", "metadata")
+
+
+def _cases(row: dict) -> tuple[str | None, list]:
+    """(func_name, [(args, expected)]) for a functional problem, else (None, [(stdin, stdout)])."""
     tests = all_tests(row)
     name = func_name(row)
     if name:
-        calls = [([json.loads(line) for line in t["input"].strip().split("\n")], json.loads(t["output"]))
-                 for t in tests]
-        return call_job(program, name, calls, match="exact")
-    return stdio_job(program, [(t["input"], t["output"]) for t in tests])
+        return name, [([json.loads(line) for line in t["input"].strip().split("\n")], json.loads(t["output"]))
+                      for t in tests]
+    return None, [(t["input"], t["output"]) for t in tests]
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_cases(*fields: str) -> tuple[str | None, list]:
+    return _cases(dict(zip(_FIELDS, fields)))
+
+
+def job(row: dict, program: str) -> dict:
+    """The sandbox job for `program` against every test of the row (stdin/stdout or call-based). The
+    decoded tests are cached: the K samples of a problem share them (private tests can be megabytes)."""
+    fields = tuple(row.get(f) for f in _FIELDS)
+    name, tests = _cached_cases(*fields) if all(isinstance(f, (str, type(None))) for f in fields) else _cases(row)
+    if name:
+        return call_job(program, name, tests, match="exact")
+    return stdio_job(program, tests)
 
 
 # ----------------------------------------------------------------------------------------- prompt
