@@ -1,12 +1,13 @@
 """lm-eval hooks for the code tasks (tasks/humaneval_pass_at_k, tasks/apps, tasks/livecodebench,
-tasks/mbpp_pass_at_k): dataset loaders, the
-execution filter that runs every kept response of every document in one parallel sandbox batch, and
+tasks/mbpp_pass_at_k): dataset loaders, the execution filter that runs every kept response of every
+document in one parallel sandbox batch, and
 process_results turning a document's K verdicts into pass@k and success@k (k <= K), compile rate, pass
 count and the samples' behaviour / structure diversity.
 
 Execution settings come from the environment, since lm-eval's filter config carries no options:
 LM_EVAL_NOISE_CODE_WORKERS (parallel samples, default CPU count), LM_EVAL_NOISE_CODE_TIMEOUT (seconds
-per test; HumanEval and MBPP 3, APPS 4, LiveCodeBench 6, MBPP+ 10) and LM_EVAL_NOISE_SANDBOX (isolation mode, default auto).
+per test; HumanEval and MBPP 3, APPS 4, LiveCodeBench 6, MBPP+ 10) and LM_EVAL_NOISE_SANDBOX (isolation
+mode, default auto).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 from dataclasses import replace
 
 from lm_eval_noise.metrics.distinct import distinct_n
+from lm_eval_noise.execution import livecodebench, mbpp
 from lm_eval_noise.execution.loaders import (
     APPS_LIMITS,
     HUMANEVAL_LIMITS,
@@ -26,7 +28,6 @@ from lm_eval_noise.execution.loaders import (
     humaneval_problems,
     load_apps_dataset,
 )
-from lm_eval_noise.execution import livecodebench, mbpp
 from lm_eval_noise.execution.sandbox import Limits, shared_sandbox
 from lm_eval_noise.execution.score import (
     DIVERSITY_METRICS,
@@ -110,8 +111,8 @@ def run_mbpp_plus(resps, docs) -> list[list[dict]]:
 
 
 def process_results(doc, results) -> dict:
-    """results[0]: the document's K records from the filter; pass@k, success@k, the samples' distinct-2 and their
-    behaviour / structure diversities (from the same sandbox runs), each diversity with its `_measured`
+    """results[0]: the document's K records from the filter; pass@k, success@k, the samples' distinct-2 and
+    their behaviour / structure diversities (from the same sandbox runs), each diversity with its `_measured`
     count, and the completions' semantic_diversity (a sentence embedder, loaded once per process)."""
     records = results[0]
     diversity = {k: v for k, v in diversity_metrics(records).items() if k in DIVERSITY_METRICS}
