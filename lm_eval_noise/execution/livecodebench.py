@@ -9,8 +9,9 @@ base64 -> zlib -> pickle of that JSON string) and `metadata` (JSON; `func_name` 
 problems). `testtype` "stdin" problems run as stdin/stdout programs, "functional" ones call
 `Solution().<func_name>` with one JSON value per input line; both are judged as APPS is
 (`judge.py`), call-based answers by plain equality (tuples as lists), as LiveCodeBench compares them.
-Standard output is compared by APPS's rules, which accept numbers within a relative 1e-5 where
-LiveCodeBench's grader wants equal decimals: the one place a verdict can differ from its own.
+Standard output is compared by APPS's rules, which accept equal whitespace tokens across lines and
+numbers within a relative 1e-5, where LiveCodeBench's grader compares line by line and wants equal
+decimals: the one place a verdict can differ from its own (here more lenient).
 """
 
 from __future__ import annotations
