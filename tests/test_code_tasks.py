@@ -209,7 +209,8 @@ def test_process_results_reports_only_k_up_to_repeats():
     metrics = process_results({}, [records])
     diversity = {"functional_diversity", "structural_diversity", "effective_functional_diversity",
                  "effective_structural_diversity", "semantic_diversity"}
-    assert set(metrics) == {"pass@1", "pass@5", "compile_rate", "num_correct", "distinct_2", *diversity,
+    assert set(metrics) == {"pass@1", "pass@5", "success@1", "success@5", "compile_rate", "num_correct", "distinct_2",
+                            *diversity,
                             *(f"{m}_measured" for m in diversity)}
     assert metrics["functional_diversity"] == pytest.approx(1 / 4)  # 2 behaviours among 5
     assert metrics["effective_functional_diversity"] == 0.0  # the 3 passing ones behave alike
@@ -369,7 +370,7 @@ def test_score_code_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit):
         score_main(["--dataset", "humaneval", str(tmp_path / "s.jsonl")])
     assert "HumanEval/9999" in capsys.readouterr().err
-    for args, needle in [(["--dataset", "mbpp"], "--dataset"), (["--dataset", "humaneval", "--k", "0"], "--k"),
+    for args, needle in [(["--dataset", "mbpp:easy"], "--dataset"), (["--dataset", "humaneval", "--k", "0"], "--k"),
                          (["--dataset", "apps:easy"], "--dataset")]:
         with pytest.raises(SystemExit):
             score_main([*args, str(tmp_path / "s.jsonl")])

@@ -108,6 +108,15 @@ def call_outputs_match(got, expected) -> bool:
     return isinstance(expected, list) and len(expected) > 0 and got == expected[0]
 
 
+def exact_outputs_match(got, expected) -> bool:
+    """LiveCodeBench's call-based comparison: equality only (tuples as lists); no one-element unwrapping."""
+    return _jsonable(got) == expected
+
+
+# How a call job's answers are compared (the job's "match"; APPS's rules by default).
+CALL_MATCHERS = {"apps": call_outputs_match, "exact": exact_outputs_match}
+
+
 def _jsonable(value):
     """Tuples become lists, recursively, as JSON would make them (the APPS answers come from JSON)."""
     if isinstance(value, tuple):
@@ -282,6 +291,7 @@ def _judge_call(job: dict, session, timeout_s: float, record: dict, trace: Trace
     failed = _spawned(record, trace)
     if failed is not None:
         return failed
+    match = CALL_MATCHERS[job.get("match", "apps")]
     for i, test in enumerate(job["tests"]):
         try:
             got = _call(session, test["input"], timeout_s, i)
@@ -289,7 +299,7 @@ def _judge_call(job: dict, session, timeout_s: float, record: dict, trace: Trace
             trace.raised(test["input"], exc.result.reason, exc.result.detail)
             return exc.result
         trace.returned(test["input"], got)
-        if not call_outputs_match(got, test["output"]):
+        if not match(got, test["output"]):
             return ExecResult("failed", "wrong answer", i + 1, i, extra={"got": _short_repr(got)})
     n = len(job["tests"])
     return ExecResult("passed", "", n, None)

@@ -1,11 +1,13 @@
-"""lm-eval hooks for the code tasks (tasks/humaneval_pass_at_k, tasks/apps): dataset loaders, the
-execution filter that runs every kept response of every document in one parallel sandbox batch, and
-process_results turning a document's K verdicts into pass@k (k <= K), compile rate, pass count and the
-samples' behaviour / structure diversity.
+"""lm-eval hooks for the code tasks (tasks/humaneval_pass_at_k, tasks/apps, tasks/livecodebench,
+tasks/mbpp_pass_at_k): dataset loaders, the execution filter that runs every kept response of every
+document in one parallel sandbox batch, and
+process_results turning a document's K verdicts into pass@k and success@k (k <= K), compile rate, pass
+count and the samples' behaviour / structure diversity.
 
 Execution settings come from the environment, since lm-eval's filter config carries no options:
 LM_EVAL_NOISE_CODE_WORKERS (parallel samples, default CPU count), LM_EVAL_NOISE_CODE_TIMEOUT (seconds
-per test; HumanEval 3, APPS 4) and LM_EVAL_NOISE_SANDBOX (isolation mode, default auto).
+per test; HumanEval and MBPP 3, APPS 4, LiveCodeBench 6, MBPP+ 10) and LM_EVAL_NOISE_SANDBOX (isolation
+mode, default auto).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 from dataclasses import replace
 
 from lm_eval_noise.metrics.distinct import distinct_n
+from lm_eval_noise.execution import livecodebench, mbpp
 from lm_eval_noise.execution.loaders import (
     APPS_LIMITS,
     HUMANEVAL_LIMITS,
@@ -92,9 +95,24 @@ def run_apps(resps, docs) -> list[list[dict]]:
     return _execute(resps, docs, lambda doc, r: apps_job(doc, extract_code(r)), APPS_LIMITS)
 
 
+def run_livecodebench(resps, docs) -> list[list[dict]]:
+    """Filter: as run_apps, for LiveCodeBench (the answer's fenced block, else the answer)."""
+    return _execute(resps, docs, lambda doc, r: livecodebench.job(doc, extract_code(r)), livecodebench.LIMITS)
+
+
+def run_mbpp(resps, docs) -> list[list[dict]]:
+    """Filter: as run_apps, for MBPP (a completion, or a chat answer's fenced block)."""
+    return _execute(resps, docs, lambda doc, r: mbpp.job(doc, extract_code(r)), mbpp.LIMITS)
+
+
+def run_mbpp_plus(resps, docs) -> list[list[dict]]:
+    """Filter: run_mbpp for MBPP+, whose checks run many more inputs (mbpp.PLUS_LIMITS)."""
+    return _execute(resps, docs, lambda doc, r: mbpp.job(doc, extract_code(r)), mbpp.PLUS_LIMITS)
+
+
 def process_results(doc, results) -> dict:
-    """results[0]: the document's K records from the filter; pass@k, the samples' distinct-2 and their
-    behaviour / structure diversities (from the same sandbox runs), each diversity with its `_measured`
+    """results[0]: the document's K records from the filter; pass@k, success@k, the samples' distinct-2 and
+    their behaviour / structure diversities (from the same sandbox runs), each diversity with its `_measured`
     count, and the completions' semantic_diversity (a sentence embedder, loaded once per process)."""
     records = results[0]
     diversity = {k: v for k, v in diversity_metrics(records).items() if k in DIVERSITY_METRICS}
@@ -134,3 +152,54 @@ def load_apps_fixture(difficulty=None, **_):
 
 def doc_to_text_apps(doc) -> str:
     return apps_prompt(doc)
+
+
+def load_livecodebench(livecodebench_path=None, release_version=livecodebench.DEFAULT_RELEASE, start_date=None,
+                       end_date=None, difficulty=None, **_):
+    """custom_dataset: LiveCodeBench problems of `release_version` dated in [start_date, end_date]
+    (--metadata '{"release_version": "release_v5", "start_date": "2024-08-01"}'). Local copy:
+    $LM_EVAL_NOISE_LIVECODEBENCH_PATH or --metadata '{"livecodebench_path": ...}' (a folder holding the
+    release's test*.jsonl, or one JSONL file); otherwise the hub."""
+    return _dataset_dict(livecodebench.load_problems(livecodebench_path, release_version, start_date, end_date,
+                                                     difficulty))
+
+
+def load_livecodebench_fixture(release_version=livecodebench.DEFAULT_RELEASE, start_date=None, end_date=None,
+                               difficulty=None, **_):
+    """custom_dataset: the shipped six-problem LiveCodeBench-format fixture (the date window applies)."""
+    return _dataset_dict(livecodebench.load_problems(str(livecodebench.fixture_path()), release_version,
+                                                     start_date, end_date, difficulty))
+
+
+def doc_to_text_livecodebench(doc) -> str:
+    return livecodebench.prompt(doc)
+
+
+def load_mbpp(mbpp_path=None, **_):
+    """custom_dataset: MBPP's test split (500 problems). Local copy: $LM_EVAL_NOISE_MBPP_PATH or
+    --metadata '{"mbpp_path": ...}'; otherwise the hub."""
+    return _dataset_dict(mbpp.load_problems(mbpp_path))
+
+
+def load_mbpp_plus(mbpp_plus_path=None, **_):
+    """custom_dataset: MBPP+ from a local EvalPlus data file ($LM_EVAL_NOISE_MBPP_PLUS_PATH or
+    --metadata '{"mbpp_plus_path": ...}')."""
+    return _dataset_dict(mbpp.load_plus_problems(mbpp_plus_path))
+
+
+def load_mbpp_fixture(**_):
+    return _dataset_dict(mbpp.load_problems(fixture=True))
+
+
+def load_mbpp_plus_fixture(**_):
+    return _dataset_dict(mbpp.load_plus_problems(fixture=True))
+
+
+def doc_to_text_mbpp(doc) -> str:
+    return mbpp.prompt(doc)
+
+
+def doc_to_text_mbpp_chat(doc) -> str:
+    """The same docstring prompt inside an instruction, for chat models (--apply_chat_template)."""
+    return ("Write a Python function for this task. Answer with the whole function in a ```python code "
+            "block.\n\n```python\n" + mbpp.prompt(doc) + "```")

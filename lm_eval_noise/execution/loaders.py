@@ -48,8 +48,32 @@ def humaneval_check_source(prompt: str, test: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------- APPS
-class AppsUnavailable(RuntimeError):
+class DataUnavailable(RuntimeError):
+    """A code benchmark's data could not be read (the message names the option for a local copy)."""
+
+
+class AppsUnavailable(DataUnavailable):
     """The APPS data could not be read (the message names the option for a local copy)."""
+
+
+def load_rows(sources: list[str], what: str, hint: str, error: type[DataUnavailable] = DataUnavailable):
+    """One `datasets.Dataset` from JSONL (or .parquet) files, local or `hf://` ones; `what` names the
+    data and `hint` the local-copy option in the one-line `error` a missing file or an unreachable hub
+    gives."""
+    import datasets
+
+    paths = [os.path.expanduser(s) for s in sources]
+    for source in paths:
+        if "://" not in source and not os.path.isfile(source):
+            raise error(f"{what} {source!r}: no such file ({hint})")
+    builder = "parquet" if all(p.endswith(".parquet") for p in paths) else "json"
+    try:
+        return datasets.load_dataset(builder, data_files={"test": paths}, split="test")
+    except Exception as exc:  # network, offline mode, hub errors: many types, one answer
+        if not any("://" in p for p in paths):
+            raise
+        raise error(f"could not fetch {what} from {paths[0]} ({type(exc).__name__}); offline, download it once "
+                    f"and give a local copy: {hint}") from None
 
 
 def fixture_path() -> Path:
@@ -68,21 +92,10 @@ def load_apps_dataset(path: str | None = None, difficulty: str | None = None):
 
     Read with the `json` builder, since codeparrot/apps' loading script no longer runs under datasets 5.
     """
-    import datasets
-
     if difficulty is not None and difficulty not in APPS_DIFFICULTIES:
         raise ValueError(f"difficulty {difficulty!r}: must be one of {', '.join(APPS_DIFFICULTIES)}")
-    source = resolve_apps_path(path)
-    if "://" not in source and not os.path.isfile(os.path.expanduser(source)):
-        raise AppsUnavailable(f"APPS test split {source!r}: no such file (--apps-path / ${ENV_APPS_PATH})")
-    try:
-        data = datasets.load_dataset("json", data_files={"test": os.path.expanduser(source)}, split="test")
-    except Exception as exc:  # network, offline mode, hub errors: many types, one answer
-        if "://" not in source:
-            raise
-        raise AppsUnavailable(
-            f"could not fetch APPS from {source} ({type(exc).__name__}); offline, download codeparrot/apps' "
-            f"test.jsonl once and pass --apps-path FILE or set ${ENV_APPS_PATH}=FILE") from None
+    data = load_rows([resolve_apps_path(path)], "APPS test split",
+                     f"--apps-path FILE or ${ENV_APPS_PATH}=FILE, codeparrot/apps' test.jsonl", error=AppsUnavailable)
     if difficulty is not None:
         data = data.filter(lambda d: d == difficulty, input_columns="difficulty")
     return data
@@ -124,23 +137,44 @@ def extract_code(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------- datasets
-DATASETS = ("humaneval", "apps", "apps-fixture")
+DATASETS = ("humaneval", "apps", "apps-fixture", "livecodebench", "livecodebench-fixture", "mbpp", "mbpp-fixture",
+            "mbpp-plus", "mbpp-plus-fixture")
+_LEVELS = {"apps": APPS_DIFFICULTIES, "apps-fixture": APPS_DIFFICULTIES,
+           "livecodebench": ("easy", "medium", "hard"), "livecodebench-fixture": ("easy", "medium", "hard")}
+DATASET_HELP = ("humaneval | apps[:introductory|interview|competition] | livecodebench[:easy|medium|hard] | "
+                "mbpp | mbpp-plus (and apps-fixture, livecodebench-fixture, mbpp-fixture, mbpp-plus-fixture)")
 
 
-def problems_for(dataset: str, apps_path: str | None = None) -> tuple[dict[str, dict], Any]:
-    """{task_id: problem} and a job builder (problem, completion) -> job, for `dataset`.
-
-    `dataset` is humaneval, apps, apps:DIFFICULTY, apps-fixture or apps-fixture:DIFFICULTY.
-    """
+def parse_dataset(dataset: str) -> tuple[str, str | None]:
+    """(name, difficulty or None) of a dataset spec NAME[:DIFFICULTY]; ValueError naming the valid ones."""
     name, _, difficulty = dataset.partition(":")
-    if name not in DATASETS:
-        raise ValueError(f"dataset {dataset!r}: must be one of {', '.join(DATASETS)} "
-                         f"(apps and apps-fixture take an optional :{'|'.join(APPS_DIFFICULTIES)})")
+    if name not in DATASETS or (difficulty and difficulty not in _LEVELS.get(name, ())):
+        raise ValueError(f"dataset {dataset!r}: must be {DATASET_HELP}")
+    return name, difficulty or None
+
+
+def problems_for(dataset: str, apps_path: str | None = None, **options) -> tuple[dict[str, dict], Any]:
+    """{task_id: problem} and a job builder (problem, completion) -> job, for `dataset` (see
+    parse_dataset). `options`: livecodebench_path, release_version, start_date, end_date (LiveCodeBench),
+    mbpp_path (MBPP, or the EvalPlus file for mbpp-plus)."""
+    name, difficulty = parse_dataset(dataset)
     if name == "humaneval":
-        if difficulty:
-            raise ValueError(f"dataset {dataset!r}: humaneval has no difficulty levels")
         return {p["task_id"]: p for p in humaneval_problems()}, humaneval_job
+    if name.startswith("livecodebench"):
+        from lm_eval_noise.execution import livecodebench
+
+        path = str(livecodebench.fixture_path()) if name.endswith("-fixture") else options.get("livecodebench_path")
+        rows = livecodebench.load_problems(path, options.get("release_version") or livecodebench.DEFAULT_RELEASE,
+                                           options.get("start_date"), options.get("end_date"), difficulty)
+        return ({str(r["question_id"]): r for r in rows},
+                lambda row, completion: livecodebench.job(row, extract_code(completion)))
+    if name.startswith("mbpp"):
+        from lm_eval_noise.execution import mbpp
+
+        fixture, load = name.endswith("-fixture"), (mbpp.load_plus_problems if "plus" in name else mbpp.load_problems)
+        rows = load(None if fixture else options.get("mbpp_path"), fixture=fixture)
+        return ({str(r["task_id"]): r for r in rows}, lambda row, completion: mbpp.job(row, extract_code(completion)))
     path = str(fixture_path()) if name == "apps-fixture" else apps_path
-    rows = load_apps_dataset(path, difficulty or None)
+    rows = load_apps_dataset(path, difficulty)
     return ({str(r["problem_id"]): r for r in rows},
             lambda row, completion: apps_job(row, extract_code(completion)))

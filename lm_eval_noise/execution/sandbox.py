@@ -161,10 +161,12 @@ def stdio_job(program: str, tests: Sequence[tuple[str, str]]) -> dict:
             "tests": [{"input": i, "output": o} for i, o in tests]}
 
 
-def call_job(program: str, fn_name: str, tests: Sequence[tuple[list, Any]]) -> dict:
+def call_job(program: str, fn_name: str, tests: Sequence[tuple[list, Any]], match: str = "apps") -> dict:
     """Calls `fn_name(*args)` (or `Solution().fn_name`) once per (args, expected) pair, in one process;
-    the judge compares the returned plain data."""
-    return {"kind": "call", "program": program, "fn_name": fn_name,
+    the judge compares the returned plain data (`match`: "apps" rules, or "exact" equality)."""
+    if match not in ("apps", "exact"):
+        raise ValueError(f"call_job: match={match!r}: must be 'apps' or 'exact'")
+    return {"kind": "call", "program": program, "fn_name": fn_name, "match": match,
             "tests": [{"input": list(a), "output": o} for a, o in tests]}
 
 

