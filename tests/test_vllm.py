@@ -165,11 +165,11 @@ def test_batch_invariant_in_fp32(noisy):
 
 def test_repeats_differ_and_seeds_reproduce(noisy):
     noisy.set_noise(noise="embedding", noise_scale=0.02)
-    first = noisy.generate_until(requests(PROMPTS[:1], k=4))
+    first = noisy.generate_until(requests(PROMPTS[:1], k=4, toks=8))
     assert len(set(first)) > 1
-    assert noisy.generate_until(requests(PROMPTS[:1], k=4)) == first
+    assert noisy.generate_until(requests(PROMPTS[:1], k=4, toks=8)) == first
     noisy.set_noise(noise="embedding", noise_scale=0.02, noise_seed=1)
-    assert noisy.generate_until(requests(PROMPTS[:1], k=4)) != first
+    assert noisy.generate_until(requests(PROMPTS[:1], k=4, toks=8)) != first
     # Seeded sampling without noise: per-request seeds, so repeats differ and reruns agree.
     noisy.set_noise(noise="embedding", noise_scale=0.0)
     sampled = noisy.generate_until(requests(PROMPTS[:1], k=3, sample=True))

@@ -97,3 +97,24 @@ def test_activation_targets_resolve_to_hf_noisys_layers(tiny_model, targets):
     stack_name, stack = decoder_layers(model)
     head = None if head_is_tied(model) else "lm_head"
     assert select_hf_names(vllm_names, stack_name, len(stack), head, targets) == expected
+
+
+@pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here; the refusal applies to installs without it")
+def test_cli_without_vllm_stops_with_the_install_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lm_eval_noise.vllm_backend import INSTALL_HINT
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "lm_eval_noise", "--model", "vllm-noisy", "--model_args", "pretrained=x",
+         "--tasks", "noise_demo", "--include_path", str(root / "tasks")],
+        env={**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}, cwd=tmp_path,
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == f"error: {INSTALL_HINT}"
+    assert "Traceback" not in done.stderr
