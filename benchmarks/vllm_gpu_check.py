@@ -4,7 +4,7 @@
    machines without an index),
 2. runs the `vllm` tests on the V2 model runner (VLLM_USE_V2_MODEL_RUNNER=1),
 3. prints tokens/s of vllm-noisy ÷ stock vllm per noise type at batch 1 and 64 (targets: embedding,
-   hidden, lm_head >= 0.9), against stock vLLM with its CUDA graphs and in eager mode, and
+   hidden, lm_head >= 0.9, activation >= 0.7), against stock vLLM with its CUDA graphs and in eager mode, and
    vllm-noisy ÷ hf-noisy at the same batch.
 
     python benchmarks/vllm_gpu_check.py [--no-install] [--model PATH] [--tokens 128]
@@ -23,8 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NOISE = {"embedding": {"noise": "embedding", "noise_scale": 0.01},
          "hidden": {"noise": "hidden", "noise_layer": 10, "noise_scale": 0.05},
-         "lm_head": {"noise": "lm_head", "noise_scale": 0.05}}
-TARGET = 0.9
+         "lm_head": {"noise": "lm_head", "noise_scale": 0.05},
+         "activation": {"noise": "activation", "noise_scale": 0.05}}
+TARGET = {"embedding": 0.9, "hidden": 0.9, "lm_head": 0.9, "activation": 0.7}
 
 
 def install() -> None:
@@ -125,7 +126,7 @@ def main() -> int:
         for batch in (1, 64):
             rate = rows[(name, batch)]
             print(f"{name:<10} {batch:>5} {rate:>9.0f} {rate / rows[('stock', batch)]:>8.2f} "
-                  f"{rate / rows[('stock_eager', batch)]:>8.2f}  >= {TARGET}")
+                  f"{rate / rows[('stock_eager', batch)]:>8.2f}  >= {TARGET[name]}")
     for batch in (1, 64):
         print(f"vllm-noisy ÷ hf-noisy (embedding, batch {batch}): "
               f"{rows[('embedding', batch)] / rows[('hf_embedding', batch)]:.2f}")

@@ -156,6 +156,26 @@ def test_activation_noise_is_hf_noisys_per_projection(noisy, trace):
     assert not torch.equal(q, v)
 
 
+def test_weight_noise_one_draw_per_repeat_restored_exactly(noisy):
+    from lm_eval_noise.vllm_backend.weight import draw_seed, worker_apply, worker_checksum, worker_restore
+
+    before = noisy.model.collective_rpc(worker_checksum)
+    config = NoiseConfig.from_args(noise="weight", noise_scale=0.1, noise_targets="mlp")
+    noisy.set_noise(config)
+    reqs = requests(PROMPTS[:2], k=3, toks=8)
+    out = noisy.generate_until(reqs)
+    assert len(set(out[:3])) > 1
+    assert noisy.generate_until(reqs) == out
+    assert noisy.model.collective_rpc(worker_checksum) == before  # originals back, bit for bit
+    # Draw r depends on (noise_seed, r) only: every doc's repeat r runs under the same weights.
+    sums = []
+    for repeat in (1, 1, 2):
+        noisy.model.collective_rpc(worker_apply, args=(draw_seed(0, repeat), config.as_dict()))
+        sums.append(noisy.model.collective_rpc(worker_checksum))
+        noisy.model.collective_rpc(worker_restore)
+    assert sums[0] == sums[1] != sums[2] and sums[0] != before
+
+
 def test_batch_invariant_in_fp32(noisy):
     noisy.set_noise(noise="hidden", noise_layer=5, noise_scale=0.2)
     alone = noisy.generate_until(requests(PROMPTS[:1], k=2))
@@ -189,8 +209,8 @@ def test_logs_each_samples_seed_and_repeat(noisy):
 def test_refusals_name_the_valid_values(noisy):
     from lm_eval_noise.noise import NoiseConfigError
 
-    with pytest.raises(NoiseConfigError, match="supported: embedding, activation, hidden, lm_head"):
-        noisy.set_noise(noise="weight", noise_scale=0.01)
+    with pytest.raises(NoiseConfigError, match="supported: embedding, weight, activation, hidden, lm_head"):
+        noisy.set_noise(noise="dummy", noise_dummy_tokens=2, noise_scale=0.01)
     with pytest.raises(NoiseConfigError, match="embed_norm"):
         noisy.set_noise(noise="embedding", noise_scale=0.01, embed_norm="input")
 
@@ -253,3 +273,29 @@ def test_cli_multiprocess_engine_and_leaderboard(noisy, tmp_path):
                            capture_output=True, text=True, timeout=300)
     assert table.returncode == 0, table.stderr[-2000:]
     assert "embedding" in table.stdout and "distinct_2" in table.stdout
+
+
+def test_sweep_and_leaderboard_on_vllm_noisy(noisy, tmp_path, monkeypatch):
+    """The sweep runner switches methods on one vllm-noisy engine (here the module's, instead of a new
+    load), and the leaderboard ranks what it wrote."""
+    import io
+
+    from lm_eval_noise import tasks_dir
+    from lm_eval_noise.leaderboard.table import main as leaderboard
+    from lm_eval_noise.sweep.config import parse_config
+    from lm_eval_noise.sweep.runner import run_sweep
+    from lm_eval_noise.vllm_backend.model import VLLMNoisyLM
+
+    monkeypatch.setattr(VLLMNoisyLM, "create_from_arg_obj", classmethod(lambda cls, *args, **kwargs: noisy))
+    data = {
+        "name": "vllm", "model": "vllm-noisy", "model_args": {"pretrained": _model_path(), "noise_hooks": True},
+        "tasks": ["creative_writing"], "include_path": str(tasks_dir()), "include_defaults": False, "limit": 1,
+        "gen_kwargs": {"max_gen_toks": 8}, "seeds": [0],
+        "methods": [{"name": "greedy"}, {"name": "embed-0.01", "noise": {"noise": "embedding", "noise_scale": 0.01}}],
+    }
+    summary = run_sweep(parse_config(data, "vllm", tmp_path), out=io.StringIO())
+    assert len(summary.ran) == 2 and summary.model_loads == 1
+    out = tmp_path / "board.json"
+    assert leaderboard([str(tmp_path), "--json", str(out)]) == 0
+    text = out.read_text()
+    assert "embed-0.01" in text and "greedy" in text

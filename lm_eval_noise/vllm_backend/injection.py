@@ -27,11 +27,12 @@ from lm_eval_noise.noise.targets import decoder_layers
 from lm_eval_noise.vllm_backend import EXTRA_KEY
 from lm_eval_noise.vllm_backend.activation import hf_names, select_hf_names
 from lm_eval_noise.vllm_backend.flat import flat_state
+from lm_eval_noise.vllm_backend.weight import WeightDraws
 
 log = logging.getLogger(__name__)
 
 # Noise types the hooks implement (the lm-eval side refuses the others before any engine starts).
-SUPPORTED = ("embedding", "activation", "hidden", "lm_head")
+SUPPORTED = ("embedding", "weight", "activation", "hidden", "lm_head")
 # Tests set a list here to receive (site, request ids per token, positions, standard noise, delta).
 TRACE: list | None = None
 
@@ -220,17 +221,28 @@ class Injector:
         # The untied LM head's input is the model's output (vLLM applies the head outside forward).
         self._head = None if tied else "lm_head"
         names = []
+        layers: dict[str, nn.Module] = {}
         for name, module in self.model.named_modules():
             if isinstance(module, LinearBase):
                 names.append(name)
+                layers[name] = module
                 module.forward = self._linear_forward(module, name)
+            elif name == self._head and hasattr(module, "weight"):
+                layers[name] = module
         self._stack_name = decoder_layers(self.model)[0]
+        self.weights = WeightDraws(layers, {name: hf_names(name) for name in layers})
         return names
 
     def activation_names(self, config: NoiseConfig) -> set[str]:
-        """The HF names of the Linear layers config.noise_targets selects (resolved once per targets)."""
-        if "activation" not in config.noise:
-            return set()
+        """The HF names of the Linear layers whose input gets activation noise."""
+        return self.selected_names(config) if "activation" in config.noise else set()
+
+    def weight_names(self, config: NoiseConfig) -> set[str]:
+        """The HF names of the Linear layers whose weights a draw perturbs."""
+        return self.selected_names(config) if "weight" in config.noise else set()
+
+    def selected_names(self, config: NoiseConfig) -> set[str]:
+        """The HF names config.noise_targets selects (resolved once per targets)."""
         chosen = self._activation_names.get(config.noise_targets)
         if chosen is None:
             chosen = select_hf_names(self._linear_layers, self._stack_name, len(self.layers), self._head,

@@ -50,6 +50,7 @@ from lm_eval_noise.noise.sampling import is_sampling  # noqa: E402
 from lm_eval_noise.provenance import provenance  # noqa: E402
 from lm_eval_noise.seeding import request_seeds  # noqa: E402
 from lm_eval_noise.vllm_backend.injection import SUPPORTED  # noqa: E402
+from lm_eval_noise.vllm_backend.weight import draw_seed, worker_apply, worker_restore  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,18 @@ log = logging.getLogger(__name__)
 _SEED_KEY = "_lm_eval_noise_seed"
 
 
-def check_supported(config: NoiseConfig, tensor_parallel_size: int = 1) -> None:
+def check_supported(config: NoiseConfig, tensor_parallel_size: int = 1, data_parallel_size: int = 1) -> None:
     """Refuse what the vLLM hooks do not implement, naming what they do."""
-    if "activation" in config.noise and int(tensor_parallel_size) > 1:
+    for kind in ("activation", "weight"):
+        if kind in config.noise and int(tensor_parallel_size) > 1:
+            raise NoiseConfigError(
+                f"vllm-noisy: noise={kind} needs tensor_parallel_size=1 (layers are split across ranks, and "
+                "hf-noisy's std is over the whole tensor); use data_parallel_size for more GPUs"
+            )
+    if "weight" in config.noise and int(data_parallel_size) > 1:
         raise NoiseConfigError(
-            "vllm-noisy: noise=activation needs tensor_parallel_size=1 (a row-parallel layer's input is split "
-            "across ranks, and hf-noisy's std is over all its features); use data_parallel_size for more GPUs"
+            "vllm-noisy: noise=weight needs data_parallel_size=1 (lm-eval builds each data-parallel replica inside "
+            "its generate call, so no draw can be applied to it); use tensor_parallel_size=1 runs side by side"
         )
     unsupported = [k for k in config.noise if k not in SUPPORTED]
     if unsupported:
@@ -81,12 +88,13 @@ def check_supported(config: NoiseConfig, tensor_parallel_size: int = 1) -> None:
 
 @register_model("vllm-noisy")
 class VLLMNoisyLM(VLLM):
-    """VLLM whose generations carry per-sample seeded noise (embedding, activation, hidden, lm_head)."""
+    """VLLM whose generations carry seeded noise: per sample (embedding, activation, hidden, lm_head) or
+    per repeat index (weight)."""
 
     def __init__(self, pretrained: str, seeded_sampling: bool = True, noise_hooks: bool | None = None,
                  **kwargs: Any) -> None:
         config = NoiseConfig.from_args(**{k: kwargs.pop(k) for k in NOISE_ARGS if k in kwargs})
-        check_supported(config, kwargs.get("tensor_parallel_size", 1))
+        check_supported(config, kwargs.get("tensor_parallel_size", 1), kwargs.get("data_parallel_size", 1))
         self.seeded_sampling = _as_bool("seeded_sampling", seeded_sampling)
         # Hooks exist only in engines built for noise: a noise=none run keeps vLLM's compiled graphs.
         # noise_hooks=true builds them anyway, for sweeps that start at noise=none and switch later.
@@ -107,7 +115,7 @@ class VLLMNoisyLM(VLLM):
     def set_noise(self, config: NoiseConfig | None = None, **noise_args: Any) -> None:
         """Switch the noise configuration between runs on one engine (the engine must be a noisy one)."""
         config = config if config is not None else NoiseConfig.from_args(**noise_args)
-        check_supported(config, self.tensor_parallel_size)
+        check_supported(config, self.tensor_parallel_size, self.data_parallel_size)
         if config.noise and not self.hooked:
             raise NoiseConfigError(
                 "vllm-noisy: this engine was built without noise hooks (noise=none); pass noise_hooks=true "
@@ -144,10 +152,28 @@ class VLLMNoisyLM(VLLM):
             dataclasses.replace(req, arguments=(req.args[0], {**req.args[1], _SEED_KEY: seed}, *req.args[2:]))
             for req, (seed, _) in zip(requests, seeds, strict=True)
         ]
-        results = super().generate_until(seeded, disable_tqdm=disable_tqdm)
+        if "weight" in self.noise_config.noise and self.noise_config.perturbs:
+            results = self._generate_per_draw(seeded, [repeat for _, repeat in seeds], disable_tqdm)
+        else:
+            results = super().generate_until(seeded, disable_tqdm=disable_tqdm)
         for req, (seed, repeat) in zip(requests, seeds, strict=True):
             # Per-sample provenance rides in the request's generation args, which lm-eval logs per doc.
             req.args[1].setdefault("noise_samples", []).append({"repeat": repeat, "seed": f"{seed:016x}"})
+        return results
+
+    def _generate_per_draw(self, requests, repeats: list[int], disable_tqdm: bool) -> list[str]:
+        """Weight noise: the requests of repeat r together under draw r, originals restored after each."""
+        results: list[str] = [""] * len(requests)
+        for repeat in sorted(set(repeats)):
+            rows = [i for i, r in enumerate(repeats) if r == repeat]
+            seed = draw_seed(self.noise_config.noise_seed, repeat)
+            self.model.collective_rpc(worker_apply, args=(seed, self.noise_config.as_dict()))
+            try:
+                outputs = super().generate_until([requests[i] for i in rows], disable_tqdm=disable_tqdm)
+            finally:
+                self.model.collective_rpc(worker_restore)
+            for i, text in zip(rows, outputs, strict=True):
+                results[i] = text
         return results
 
     def modify_gen_kwargs(self, gen_kwargs: dict, eos=None, default_max_gen_toks: int = 256):

@@ -14,6 +14,9 @@ from lm_eval_noise.vllm_backend import EXTRA_KEY
 
 log = logging.getLogger(__name__)
 _PATCHED = False
+# True while a noisy engine loads: vLLM's CPU build then keeps each Linear's plain weight beside its
+# prepacked copy, so weight draws can be applied to it and packed again (vllm_backend/weight.py).
+_KEEP_WEIGHTS = False
 
 
 def active(vllm_config) -> bool:
@@ -27,17 +30,28 @@ def register() -> None:
     if _PATCHED:
         return
     _PATCHED = True
+    from vllm.model_executor.layers import utils as layer_utils
     from vllm.v1.worker.gpu_worker import Worker  # the CPU and XPU workers subclass it
 
     load_model = Worker.load_model
+    dispatch = layer_utils.dispatch_cpu_unquantized_gemm
 
     def load_model_with_noise(self, *args, **kwargs):
-        out = load_model(self, *args, **kwargs)
+        global _KEEP_WEIGHTS
+        _KEEP_WEIGHTS = active(self.vllm_config)
+        try:
+            out = load_model(self, *args, **kwargs)
+        finally:
+            _KEEP_WEIGHTS = False
         if active(self.vllm_config):
             install(self.model_runner)
         return out
 
+    def dispatch_keeping_weights(layer, remove_weight: bool) -> None:
+        dispatch(layer, remove_weight and not _KEEP_WEIGHTS)
+
     Worker.load_model = load_model_with_noise
+    layer_utils.dispatch_cpu_unquantized_gemm = dispatch_keeping_weights
 
 
 def install(runner):
