@@ -11,13 +11,15 @@ _TARGET = "lm_eval.api.registry"
 
 
 def register(registry_module) -> None:
-    """Add `hf-noisy` as a lazy entry, keeping every built-in model name."""
+    """Add `hf-noisy` and `vllm-noisy` as lazy entries, keeping every built-in model name."""
     # lm-eval imports lm_eval.models only when the registry is empty; load it first.
     import lm_eval.models  # noqa: F401
 
     registry = registry_module.model_registry
     if "hf-noisy" not in registry:
         registry.register("hf-noisy", target="lm_eval_noise.model:HFNoisyLM")
+    if "vllm-noisy" not in registry:  # lazy: without vLLM, using it names the install command
+        registry.register("vllm-noisy", target="lm_eval_noise.vllm_backend.model:VLLMNoisyLM")
 
 
 # Plain classes, not importlib.abc's: that module pulls in importlib.resources and typing.

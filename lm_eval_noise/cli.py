@@ -52,7 +52,15 @@ def run_lm_eval(argv: list[str]) -> int:
     from lm_eval.__main__ import cli_evaluate
 
     sys.argv = ["lm_eval", *argv]
-    cli_evaluate()
+    try:
+        cli_evaluate()
+    except ModuleNotFoundError as error:
+        from lm_eval_noise.vllm_backend import INSTALL_HINT
+
+        if str(error) != INSTALL_HINT:
+            raise
+        print(f"error: {error}", file=sys.stderr)  # a missing optional backend: one line, no traceback
+        return 1
     return 0
 
 
