@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
+from lm_eval_noise.analysis.arguments import int_at_least, noise_list, positive_float, scale_list
 from lm_eval_noise.analysis.loading import load_model, parse_model_args
 from lm_eval_noise.analysis.measure import Setting, measure, prepare
 from lm_eval_noise.analysis.prompts import read_prompts
@@ -13,60 +13,6 @@ from lm_eval_noise.analysis.report import print_table, summarize, write_csv, wri
 from lm_eval_noise.noise import NOISE_TYPES, NoiseConfigError
 
 JSON_NAME, CSV_NAME, PLOT_NAME = "alpha.json", "alpha.csv", "alpha_positions.png"
-
-
-def _noise_list(text: str) -> list[str]:
-    items = [item.strip().lower() for item in text.split(",") if item.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"no noise type given; valid values: {', '.join(NOISE_TYPES)}")
-    for item in items:
-        for kind in item.split("+"):
-            if kind not in NOISE_TYPES:
-                raise argparse.ArgumentTypeError(
-                    f"{kind!r} is not a noise type; valid values: {', '.join(NOISE_TYPES)} "
-                    "(comma-separated; join types with '+' to inject them together)"
-                )
-    if len(set(items)) != len(items):
-        raise argparse.ArgumentTypeError(f"{text!r} names a noise type twice")
-    return items
-
-
-def _scale_list(text: str) -> list[float]:
-    scales = []
-    for part in (p.strip() for p in text.split(",")):
-        try:
-            value = float(part)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{part!r} is not a number; expected finite floats >= 0") from None
-        if not math.isfinite(value) or value < 0:
-            raise argparse.ArgumentTypeError(f"{part!r} is out of range; expected finite floats >= 0")
-        scales.append(value)
-    return scales
-
-
-def _int_at_least(minimum: int):
-    """An argparse type: an integer >= minimum."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer >= {minimum}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} is out of range; expected an integer >= {minimum}")
-        return value
-
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a finite float > 0") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range; expected a finite float > 0")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,13 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--model_args", required=True, help="pretrained=PATH|tiny[,dtype=,device=,trust_remote_code=,revision=]")
     add("--prompts", required=True, help="text file (one prompt per line) or JSONL with a 'prompt' field")
-    add("--noise", type=_noise_list, default=list(NOISE_TYPES), help="comma-separated noise types (default: all)")
-    add("--scales", type=_scale_list, default=[0.001, 0.01, 0.1], help="comma-separated noise_scale values")
-    add("--draws", type=_int_at_least(1), default=3, help="noise draws per prompt (default 3)")
-    add("--t-base", type=_positive_float, default=0.8, help="T_base of T* = T_base*sqrt(1+alpha)")
-    add("--noise-layer", type=_int_at_least(0), default=None, help="layer K for hidden noise (default: middle)")
-    add("--positions", type=_int_at_least(1), default=32, help="teacher-forced positions N (default 32)")
-    add("--noise-seed", type=_int_at_least(0), default=0, help="base seed of the noise draws")
+    add("--noise", type=noise_list, default=list(NOISE_TYPES), help="comma-separated noise types (default: all)")
+    add("--scales", type=scale_list, default=[0.001, 0.01, 0.1], help="comma-separated noise_scale values")
+    add("--draws", type=int_at_least(1), default=3, help="noise draws per prompt (default 3)")
+    add("--t-base", type=positive_float, default=0.8, help="T_base of T* = T_base*sqrt(1+alpha)")
+    add("--noise-layer", type=int_at_least(0), default=None, help="layer K for hidden noise (default: middle)")
+    add("--positions", type=int_at_least(1), default=32, help="teacher-forced positions N (default 32)")
+    add("--noise-seed", type=int_at_least(0), default=0, help="base seed of the noise draws")
     add("--output-dir", default="results/alpha", help="where alpha.json, alpha.csv and the plot go")
     return parser
 
