@@ -224,3 +224,14 @@ def test_bad_arguments_fail_early(tmp_path, capsys, args, message):
         main(["--model_args", "pretrained=/nonexistent/model", "--prompts", str(prompts), *args])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_subcommand_is_registered(capsys):
+    from lm_eval_noise.cli import main as cli_main
+
+    assert cli_main(["--help"]) == 0
+    assert "mechanics" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["mechanics", "--help"])
+    assert exit_info.value.code == 0
+    assert "--cluster-position" in capsys.readouterr().out
