@@ -130,6 +130,7 @@ def plot_trajectories(path: Path, rows: list[dict], explained: dict[str, list[fl
                 if row_index == 0 and col == 2:
                     ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.suptitle("Hidden-state trajectories (dot: end of the path)")
+        fig.tight_layout(rect=(0, 0, 1, 0.98))  # panel titles clear of the axis labels above them
         fig.savefig(path, dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
