@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("lm_eval_noise.stats.compare:main", "paired significance tests between runs"),
     "score-code": ("lm_eval_noise.execution.score:main", "score a JSONL of code samples in the sandbox"),
     "alpha": ("lm_eval_noise.analysis.alpha:main", "measure alpha and T* per noise type and scale"),
+    "mechanics": ("lm_eval_noise.mechanics.command:main", "attention, propagation, trajectories and clusters of noise"),
     "bench": ("lm_eval_noise.bench:main", "benchmark suite"),
     "tasks-path": ("lm_eval_noise.cli:print_tasks_path", "print the folder to pass to --include_path"),
     "model-path": ("lm_eval_noise.smollm:print_model_path", "print (building once) the embedded SmolLM2 checkpoint"),

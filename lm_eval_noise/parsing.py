@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from lm_eval_noise.noise.config import NOISE_TYPES
+
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
@@ -75,3 +77,20 @@ def positive_ints(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers >= 1, e.g. 1,5,10")
     return values
+
+
+def noise_list(text: str) -> list[str]:
+    """An argparse type: comma-separated noise types, each item possibly joining types with '+'."""
+    items = [item.strip().lower() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"no noise type given; valid values: {', '.join(NOISE_TYPES)}")
+    for item in items:
+        for kind in item.split("+"):
+            if kind not in NOISE_TYPES:
+                raise argparse.ArgumentTypeError(
+                    f"{kind!r} is not a noise type; valid values: {', '.join(NOISE_TYPES)} "
+                    "(comma-separated; join types with '+' to inject them together)"
+                )
+    if len(set(items)) != len(items):
+        raise argparse.ArgumentTypeError(f"{text!r} names a noise type twice")
+    return items

@@ -10,25 +10,9 @@ from lm_eval_noise.analysis.measure import Setting, measure, prepare
 from lm_eval_noise.analysis.prompts import read_prompts
 from lm_eval_noise.analysis.report import print_table, summarize, write_csv, write_json, write_plot
 from lm_eval_noise.noise import NOISE_TYPES, NoiseConfigError
-from lm_eval_noise.parsing import int_at_least, non_negative_floats, positive_float
+from lm_eval_noise.parsing import int_at_least, noise_list, non_negative_floats, positive_float
 
 JSON_NAME, CSV_NAME, PLOT_NAME = "alpha.json", "alpha.csv", "alpha_positions.png"
-
-
-def _noise_list(text: str) -> list[str]:
-    items = [item.strip().lower() for item in text.split(",") if item.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"no noise type given; valid values: {', '.join(NOISE_TYPES)}")
-    for item in items:
-        for kind in item.split("+"):
-            if kind not in NOISE_TYPES:
-                raise argparse.ArgumentTypeError(
-                    f"{kind!r} is not a noise type; valid values: {', '.join(NOISE_TYPES)} "
-                    "(comma-separated; join types with '+' to inject them together)"
-                )
-    if len(set(items)) != len(items):
-        raise argparse.ArgumentTypeError(f"{text!r} names a noise type twice")
-    return items
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--model_args", required=True, help="pretrained=PATH|tiny[,dtype=,device=,trust_remote_code=,revision=]")
     add("--prompts", required=True, help="text file (one prompt per line) or JSONL with a 'prompt' field")
-    add("--noise", type=_noise_list, default=list(NOISE_TYPES), help="comma-separated noise types (default: all)")
+    add("--noise", type=noise_list, default=list(NOISE_TYPES), help="comma-separated noise types (default: all)")
     add("--scales", type=non_negative_floats, default=[0.001, 0.01, 0.1], help="comma-separated noise_scale values")
     add("--draws", type=int_at_least(1), default=3, help="noise draws per prompt (default 3)")
     add("--t-base", type=positive_float, default=0.8, help="T_base of T* = T_base*sqrt(1+alpha)")

@@ -24,9 +24,9 @@ from lm_eval_noise.seeding import doc_key, sample_seed
 SEED_TASK = "alpha"
 
 
-def draw_seed(noise_seed: int, prompt: str, prompt_idx: int, draw: int) -> int:
-    """The 63-bit noise seed of one prompt's draw."""
-    return sample_seed(noise_seed, SEED_TASK, doc_key(prompt, prompt), prompt_idx, draw)
+def draw_seed(noise_seed: int, prompt: str, prompt_idx: int, draw: int, task: str = SEED_TASK) -> int:
+    """The 63-bit noise seed of one prompt's draw (`task` keeps one analysis' draws apart from another's)."""
+    return sample_seed(noise_seed, task, doc_key(prompt, prompt), prompt_idx, draw)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,11 +36,14 @@ class Setting:
     noise: str
     scale: float
     noise_layer: int | None = None
+    # Further hf-noisy noise arguments as (name, value) pairs, e.g. (("noise_targets", "mlp"),).
+    options: tuple[tuple[str, object], ...] = ()
 
     def config(self, noise_seed: int) -> NoiseConfig:
         """The validated NoiseConfig of this setting."""
         return NoiseConfig.from_args(
-            noise=self.noise, noise_scale=self.scale, noise_layer=self.noise_layer, noise_seed=noise_seed
+            noise=self.noise, noise_scale=self.scale, noise_layer=self.noise_layer, noise_seed=noise_seed,
+            **dict(self.options),
         )
 
 

@@ -20,12 +20,18 @@ def _is_jsonl(path: Path, lines: list[str]) -> bool:
 
 def read_prompts(path: str | Path) -> list[str]:
     """The prompts of a text or JSONL file, in order; blank lines are skipped."""
+    return [record["prompt"] for record in read_prompt_records(path)]
+
+
+def read_prompt_records(path: str | Path) -> list[dict]:
+    """Each prompt as a record: a text line as {"prompt": line}, a JSONL line as its whole object (so
+    other fields, e.g. HumanEval's `test` and `entry_point`, come along)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"--prompts: file {str(path)!r} does not exist")
     lines = path.read_text(encoding="utf-8").splitlines()
     if not _is_jsonl(path, lines):
-        prompts = [line for line in lines if line.strip()]
+        prompts = [{"prompt": line} for line in lines if line.strip()]
     else:
         prompts = []
         for number, line in enumerate(lines, start=1):
@@ -41,7 +47,7 @@ def read_prompts(path: str | Path) -> list[str]:
                     f"--prompts: {path} line {number} has no non-empty string field 'prompt'; "
                     'JSONL lines must look like {"prompt": "..."}'
                 )
-            prompts.append(prompt)
+            prompts.append(record)
     if not prompts:
         raise ValueError(f"--prompts: {path} holds no prompts (text: one per line; JSONL: a 'prompt' field per line)")
     return prompts
