@@ -65,7 +65,13 @@ def main(argv: list[str]) -> int:
                         "(default: 5; --quick: 3)")
     parser.add_argument("--dtype", default="auto", help="generation benchmark: model dtype (default: bfloat16 on "
                         "cuda, float32 on cpu)")
-    parser.add_argument("--cases", help="generation benchmark: comma-separated subset of its cases")
+    parser.add_argument("--cases", help="generation benchmark: comma-separated subset of its cases (default: all; "
+                        "on CPU only embedding and activation get a fast_decode case)")
+    parser.add_argument("--compile-backend", help="generation benchmark: torch.compile backend of fast_decode "
+                        "(e.g. eager: trace only, for dry runs)")
+    parser.add_argument("--clock", default="wall", help="generation benchmark: wall (default) or cpu (process CPU "
+                        "time: robust on oversubscribed shared cores; CPU devices only)")
+    parser.add_argument("--threads", type=int, help="generation benchmark: torch threads (default: torch's)")
     parser.add_argument("--output", help="JSON path (default: benchmarks/results/bench-<time>.json)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",")] if args.only else list(BENCHMARKS)
@@ -87,7 +93,8 @@ def main(argv: list[str]) -> int:
         parser.error(f"--pairs: expected a positive number of pairs, got {args.pairs}")
     options = {"model_args": args.model_args, "random_init": args.random_init, "device": args.device,
                "batches": batches, "tokens": args.tokens, "pairs": args.pairs, "dtype": args.dtype,
-               "cases": tuple(c.strip() for c in args.cases.split(",")) if args.cases else None}
+               "cases": tuple(c.strip() for c in args.cases.split(",")) if args.cases else None,
+               "compile_backend": args.compile_backend, "clock": args.clock, "threads": args.threads}
     results = []
     for name in names:
         print(f"bench: running {name} ...", flush=True)

@@ -19,7 +19,7 @@ def test_generation_bench_reports_every_case_against_stock_hf(tmp_path, tiny_mod
     monkeypatch.setitem(FAST_DECODE_COMPILE, "backend", "eager")  # trace only: no C++ code generation
     output = tmp_path / "bench.json"
     code = bench.main(["--only", "generation", "--batch-sizes", "1,2", "--tokens", "3", "--pairs", "2",
-                       "--output", str(output)])
+                       "--clock", "cpu", "--output", str(output)])
     assert code == 0
     (result,) = json.loads(output.read_text())["results"]
     rows = {row["case"]: row for row in result["rows"]}
@@ -39,6 +39,7 @@ def test_generation_bench_reports_every_case_against_stock_hf(tmp_path, tiny_mod
     assert memory["ours"] > 0 and memory["reference"] > 0
     assert rows["weight draw + restore"]["ours"] > 0
     assert "3 new tokens per sample" in result["note"] and "2 interleaved" in result["note"]
+    assert "timed by cpu clock" in result["note"]
     assert "weight (per repeat) bs=1" in capsys.readouterr().out
 
 
@@ -62,6 +63,8 @@ def test_bench_rejects_bad_arguments_naming_the_valid_values(capsys):
     assert "--pairs: expected a positive number" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--cases: unknown case.s. banana; valid values: embedding, hidden"):
         gen.run(cases=("banana",))
+    with pytest.raises(SystemExit, match="--clock: 'sundial' is not valid; valid values: wall, cpu"):
+        gen.run(clock="sundial")
     with pytest.raises(SystemExit):
         bench.main(["--tokens", "0"])
     assert "--tokens: expected a positive number" in capsys.readouterr().err

@@ -126,3 +126,14 @@ def test_weight_draw_values_are_checked():
         NoiseConfig.from_args(noise="weight", noise_scale=0.1, weight_draw="banana")
     with pytest.raises(NoiseConfigError, match="weight_draw only applies to noise=weight"):
         NoiseConfig.from_args(noise="embedding", noise_scale=0.1, weight_draw="sample")
+
+
+def test_leaderboard_labels_per_sample_weight_draws():
+    from lm_eval_noise.leaderboard.method import format_noise, normalize_noise
+    from lm_eval_noise.provenance import provenance
+
+    def label(**args) -> str:
+        return format_noise(normalize_noise(provenance(NoiseConfig.from_args(**args), None, True)))
+
+    assert label(noise="weight", noise_scale=0.05) == "weight σ=0.05"
+    assert label(noise="weight", noise_scale=0.05, weight_draw="sample") == "weight σ=0.05 [weight_draw=sample]"

@@ -43,6 +43,7 @@ _QUALIFIER_DEFAULTS: dict[str, Any] = {
     "scale_end": None,
     "temperature_compensation": None,
     "t_base": None,
+    "weight_draw": "repeat",
 }
 _SHOW_VALUE_ONLY = {"scope"}  # "[per_sequence]" rather than "[scope=per_sequence]"
 _KEY_ALIASES = {
