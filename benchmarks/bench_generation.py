@@ -210,7 +210,7 @@ def draw_row(noisy) -> dict:
     count = sum(p.numel() for p in weight.params.values())
     return {"case": "weight draw + restore", "ours": done - start, "reference": None, "ratio": None,
             "unit": "s", "target": None,
-            "note": f"{count / 1e6:.0f}M numbers: draw {drawn - start:.3f} s, restore {done - drawn:.3f} s"}
+            "note": f"{count:,} numbers: draw {drawn - start:.3f} s, restore {done - drawn:.3f} s"}
 
 
 def run(quick: bool = False, model_args: str | None = None, random_init: str | None = None,
@@ -254,6 +254,8 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
             print(f"generation: {case} bs={batch}", file=sys.stderr, flush=True)
             noisy = HFNoisyLM(batch_size=batch, **common, **noise)
             timed = time_pairs(stock, noisy, batch, tokens, pairs)
+            print(f"generation: {case} bs={batch}: ratio {timed['ratio']:.3f} ({timed['range'][0]:.3f}-"
+                  f"{timed['range'][1]:.3f})", file=sys.stderr, flush=True)  # long runs keep what they measured
             speed[case] = timed["ours"]
             fast = case.endswith(" fast_decode")
             if fast and not noisy.fast_decode:  # compilation failed: these figures are the eager path's
@@ -279,7 +281,7 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
     return {
         "name": "generation",
         "rows": rows,
-        "note": (f"{name} on {device} ({dtype}, {torch.get_num_threads()} threads), {tokens} new tokens per sample, "
+        "note": (f"{name} on {device} ({dtype}, torch threads: {torch.get_num_threads()}), {tokens} new tokens per sample, "
                  f"greedy, timed by {clock} clock; ratio = hf-noisy / hf tokens/s (higher is better): the median over {pairs} interleaved (hf, hf-noisy) pairs, with the "
                  "range of the pair ratios; a target is met only when the whole range clears it. 'vs eager' rows "
                  "compare fast_decode with the eager hf-noisy path (the compile happens in the untimed warm-up). "
