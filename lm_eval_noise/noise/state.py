@@ -111,6 +111,10 @@ class NoiseState:
             self._positions = self._compute_positions(*self._forward)
         return self._positions
 
+    @positions.setter
+    def positions(self, value: torch.Tensor) -> None:
+        self._positions = value
+
     def _compute_positions(self, width: int, position_ids, attention_mask, prompt: bool) -> torch.Tensor:
         if self.counting:
             cols = self.col + torch.arange(width, device=self.pads.device)
