@@ -153,8 +153,21 @@ def _peak_rss_child(load_args: tuple, noise: dict | None, batch: int, tokens: in
     model, tokenizer, _ = _load(*load_args)
     common = {"pretrained": model, "tokenizer": tokenizer, "device": "cpu", "batch_size": batch}
     lm = HFLM(**common) if noise is None else HFNoisyLM(**common, **noise)
+    # Loading a random-init model peaks above what generation needs: start the peak afresh (Linux
+    # resets VmHWM on "5" to clear_refs), so the figure is generation's own peak.
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        fresh = True
+    except OSError:
+        fresh = False
     lm.generate_until(_requests(batch, tokens), disable_tqdm=True)
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
+    if fresh:
+        with open("/proc/self/status") as handle:
+            peak = next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:"))
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put(peak / 1024)  # KiB on Linux
 
 
 def _peak_rss(load_args: tuple, noise: dict | None, batch: int, tokens: int) -> float:
