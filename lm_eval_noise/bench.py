@@ -32,14 +32,19 @@ def _print_table(results: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="lm-eval-noise benchmarks (ratio > 1: ours is better / faster)")
-    for column in ("benchmark", "case", "ours", "reference", "ratio", "target", "unit"):
+    for column in ("benchmark", "case", "ours", "reference", "ratio", "range", "target", "unit"):
         table.add_column(column, justify="right" if column in ("ours", "reference", "ratio", "target") else "left")
+    marks = {"met": " ✓", "not met": " ✗", "undecided": " ?"}
     for result in results:
         for row in result["rows"]:
             ratio, target = row.get("ratio"), row.get("target")
-            mark = "" if target is None or ratio is None else (" ✓" if ratio >= target else " ✗")
+            # Rows timed in pairs carry their own verdict (the whole range must clear the target).
+            outcome = row.get("verdict") or (None if target is None or ratio is None else
+                                             "met" if ratio >= target else "not met")
+            spread = row.get("range")
             table.add_row(result["name"], row["case"], _fmt(row.get("ours")), _fmt(row.get("reference")),
-                          _fmt(ratio) + mark, _fmt(target), row.get("unit", ""))
+                          _fmt(ratio) + (marks.get(outcome, "") if outcome else ""),
+                          f"{spread[0]:.3f}–{spread[1]:.3f}" if spread else "", _fmt(target), row.get("unit", ""))
     console = Console(width=160)
     console.print(table)
     for result in results:
@@ -56,6 +61,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--device", help="generation benchmark: cpu or cuda (default: cuda if available)")
     parser.add_argument("--batch-sizes", help="generation benchmark: comma-separated (default: 1,8,32; --quick: 1,8)")
     parser.add_argument("--tokens", type=int, help="generation benchmark: new tokens per sample (default: 128; --quick: 16)")
+    parser.add_argument("--pairs", type=int, help="generation benchmark: interleaved (hf, hf-noisy) pairs per case "
+                        "(default: 5; --quick: 3)")
+    parser.add_argument("--dtype", default="auto", help="generation benchmark: model dtype (default: bfloat16 on "
+                        "cuda, float32 on cpu)")
+    parser.add_argument("--cases", help="generation benchmark: comma-separated subset of its cases (default: all; "
+                        "on CPU only embedding and activation get a fast_decode case)")
+    parser.add_argument("--compile-backend", help="generation benchmark: torch.compile backend of fast_decode "
+                        "(e.g. eager: trace only, for dry runs)")
+    parser.add_argument("--clock", default="wall", help="generation benchmark: wall (default) or cpu (process CPU "
+                        "time: robust on oversubscribed shared cores; CPU devices only)")
+    parser.add_argument("--threads", type=int, help="generation benchmark: torch threads (default: torch's)")
     parser.add_argument("--output", help="JSON path (default: benchmarks/results/bench-<time>.json)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",")] if args.only else list(BENCHMARKS)
@@ -73,8 +89,12 @@ def main(argv: list[str]) -> int:
         parser.error(f"--batch-sizes: expected comma-separated positive integers such as 1,8,32, got {args.batch_sizes!r}")
     if args.tokens is not None and args.tokens < 1:
         parser.error(f"--tokens: expected a positive number of new tokens, got {args.tokens}")
+    if args.pairs is not None and args.pairs < 1:
+        parser.error(f"--pairs: expected a positive number of pairs, got {args.pairs}")
     options = {"model_args": args.model_args, "random_init": args.random_init, "device": args.device,
-               "batches": batches, "tokens": args.tokens}
+               "batches": batches, "tokens": args.tokens, "pairs": args.pairs, "dtype": args.dtype,
+               "cases": tuple(c.strip() for c in args.cases.split(",")) if args.cases else None,
+               "compile_backend": args.compile_backend, "clock": args.clock, "threads": args.threads}
     results = []
     for name in names:
         print(f"bench: running {name} ...", flush=True)

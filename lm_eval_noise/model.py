@@ -23,7 +23,9 @@ from lm_eval_noise.noise.sampling import SeededSampler, alpha, is_sampling, t_st
 from lm_eval_noise.pretrained import missing_local_path
 from lm_eval_noise.provenance import provenance
 from lm_eval_noise.random_prefix import random_prefixes, user_turn_offset, with_prefix
-from lm_eval_noise.seeding import request_seeds
+from lm_eval_noise.seeding import repeat_seed, request_seeds
+from lm_eval_noise.parsing import as_bool
+from lm_eval_noise.results.samples import SampleRecord, attach
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +34,6 @@ _SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "min_p")
 # shape (the static cache only grows, and lm-eval sends the longest prompts first).
 FAST_DECODE_COMPILE: dict[str, Any] = {"fullgraph": False, "dynamic": False}
 _HFLM_ARGS = frozenset(inspect.signature(HFLM.__init__).parameters)
-
-
-def _as_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise NoiseConfigError(f"{name}={value!r} is not a boolean; valid values: true, false")
 
 
 def _bnb_config(load_in_8bit: bool, load_in_4bit: bool, kwargs: dict):
@@ -107,11 +98,11 @@ class HFNoisyLM(HFLM):
         _check_spelling(kwargs)
         # Validate everything before any weights load.
         config = NoiseConfig.from_args(**{k: kwargs.pop(k) for k in NOISE_ARGS if k in kwargs})
-        self.seeded_sampling = _as_bool("seeded_sampling", seeded_sampling)
-        self.clean_ppl = _as_bool("clean_ppl", clean_ppl)
-        self.fast_decode = _as_bool("fast_decode", fast_decode)
+        self.seeded_sampling = as_bool("seeded_sampling", seeded_sampling, NoiseConfigError)
+        self.clean_ppl = as_bool("clean_ppl", clean_ppl, NoiseConfigError)
+        self.fast_decode = as_bool("fast_decode", fast_decode, NoiseConfigError)
         self._quantization = _bnb_config(
-            _as_bool("load_in_8bit", load_in_8bit), _as_bool("load_in_4bit", load_in_4bit), kwargs
+            as_bool("load_in_8bit", load_in_8bit, NoiseConfigError), as_bool("load_in_4bit", load_in_4bit, NoiseConfigError), kwargs
         )
         self._check_compensation(config)
         if problem := missing_local_path(pretrained):
@@ -249,10 +240,10 @@ class HFNoisyLM(HFLM):
             requests, disable_tqdm=disable_tqdm)
         if self.clean_ppl:
             for i, ppl in enumerate(self._clean_perplexities(requests, results)):
-                self._records[i]["clean_ppl"] = ppl
+                self._records[i]["clean_ppl"] = math.nan if ppl is None else ppl  # NaN: measured, undefined
         for i, req in enumerate(requests):
             # Per-sample provenance rides in the request's generation args, which lm-eval logs per doc.
-            req.args[1].setdefault("noise_samples", []).append(self._records[i])
+            attach(req.args[1], SampleRecord(**self._records[i]))
         return results
 
     def _prefixed(self, request, prefix: str):
@@ -275,25 +266,45 @@ class HFNoisyLM(HFLM):
             prefixes = random_prefixes([seed for seed, _ in self._seeds], config.random_prefix,
                                        config.random_prefix_alphabet)
             requests = [self._prefixed(req, prefix) for req, prefix in zip(requests, prefixes, strict=True)]
-        # One call per generation-kwargs group: rows are matched to requests by context string, which
-        # is unambiguous inside a group because lm-eval's sort is stable.
-        groups: dict[str, list[int]] = defaultdict(list)
+        # One call per generation-kwargs group (and per weight draw): rows are matched to requests by
+        # context string, which is unambiguous inside a group because lm-eval's sort is stable.
+        draws = self._repeat_draws(requests)
+        groups: dict[tuple[int | None, str], list[int]] = defaultdict(list)
         for i, req in enumerate(requests):
-            groups[json.dumps(req.args[1], sort_keys=True, default=str)].append(i)
+            groups[(draws[i], json.dumps(req.args[1], sort_keys=True, default=str))].append(i)
         results: list[str] = [""] * len(requests)
+        weight = self.noise.weight
         try:
-            for indices in groups.values():
-                self._seed_queue = defaultdict(deque)
-                for i in indices:
-                    self._seed_queue[requests[i].args[0]].append(i)
-                outputs = super().generate_until([requests[i] for i in indices], disable_tqdm=disable_tqdm)
-                for i, text in zip(indices, outputs, strict=True):
-                    results[i] = text
+            with weight.held() if weight is not None else contextlib.nullcontext():
+                self._generate_groups(requests, groups, results, disable_tqdm)
         finally:
             self._seed_queue = None
         for i, prefix in enumerate(prefixes):
             self._records[i]["random_prefix"] = prefix
+        for i, draw in enumerate(draws):
+            if draw is not None:
+                self._records[i]["weight_draw"] = f"{draw:016x}"
         return results
+
+    def _repeat_draws(self, requests) -> list[int | None]:
+        """Each request's weight draw under weight_draw=repeat: keyed by (noise_seed, task, repeat index)
+        alone, so every doc of a repeat shares it whatever the batch; None for every other noise."""
+        config = self.noise_config
+        if self.noise.weight is None or config.weight_draw != "repeat":
+            return [None] * len(requests)
+        return [repeat_seed(config.noise_seed, getattr(req, "task_name", None) or "", repeat)
+                for req, (_, repeat) in zip(requests, self._seeds, strict=True)]
+
+    def _generate_groups(self, requests, groups: dict, results: list[str], disable_tqdm: bool) -> None:
+        for (draw, _), indices in groups.items():
+            if draw is not None:
+                self.noise.weight.apply(draw)  # held until the next draw or the end of the call
+            self._seed_queue = defaultdict(deque)
+            for i in indices:
+                self._seed_queue[requests[i].args[0]].append(i)
+            outputs = super().generate_until([requests[i] for i in indices], disable_tqdm=disable_tqdm)
+            for i, text in zip(indices, outputs, strict=True):
+                results[i] = text
 
     def tok_batch_encode(self, strings, *args: Any, **kwargs: Any):
         if self._seed_queue is not None:
@@ -333,7 +344,7 @@ class HFNoisyLM(HFLM):
         sampling_args = {k: generation_kwargs.pop(k, None) for k in _SAMPLING_KEYS}
         seeds = torch.tensor([self._seeds[i][0] for i in batch], dtype=torch.int64, device=context.device)
         max_new = max_length - context.shape[1]
-        if self.noise.weight is None:
+        if self.noise.weight is None or self.noise_config.weight_draw == "repeat":
             out, records = self._generate(context, mask, seeds, max_new, stop, sampling_args, generation_kwargs)
         else:
             out, records = self._generate_per_sample(context, mask, seeds, max_new, stop, sampling_args, generation_kwargs)
@@ -342,7 +353,7 @@ class HFNoisyLM(HFLM):
         return out
 
     def _generate_per_sample(self, context, mask, seeds, max_new, stop, sampling_args, generation_kwargs):
-        """Weight noise is one draw per sample: generate each row alone, unpadded, under its own draw."""
+        """weight_draw=sample: generate each row alone, unpadded, under its own draw."""
         rows, records = [], []
         for r in range(context.shape[0]):
             start = int((mask[r] == 0).sum())
@@ -371,8 +382,14 @@ class HFNoisyLM(HFLM):
         t_base = settings["temperature"] if sampling else config.t_base
         compensate = config.active and config.temperature_compensation == "auto" and t_base is not None
         record_alpha = None
-        weight_draw = self.noise.weight.perturbed(int(seeds[0])) if self.noise.weight is not None else contextlib.nullcontext()
-        clean = self._last_logits(context, mask) if compensate else None
+        weight = self.noise.weight
+        # weight_draw=sample: this (single-row) call's own draw; =repeat: the draw is already on.
+        per_sample = weight is not None and config.weight_draw == "sample"
+        weight_draw = weight.perturbed(int(seeds[0])) if per_sample else contextlib.nullcontext()
+        clean = None
+        if compensate:
+            with weight.suspended() if weight is not None else contextlib.nullcontext():
+                clean = self._last_logits(context, mask)
         dummy, columns = self.noise.dummy, None
         if dummy is not None:
             layout = dummy.layout(mask)

@@ -40,3 +40,8 @@ def request_seeds(requests: list, noise_seed: int) -> list[tuple[int, int]]:
         seen[ident] += 1
         out.append((sample_seed(noise_seed, ident[0], key, ident[2], repeat), repeat))
     return out
+
+
+def repeat_seed(noise_seed: int, task: str, repeat: int) -> int:
+    """A 63-bit seed shared by every doc of one repeat index of a task (weight_draw=repeat's draw)."""
+    return sample_seed(noise_seed, task, "\x1eweight-draw", 0, repeat)

@@ -161,7 +161,7 @@ def _no_fallback(caplog) -> bool:
     (FAST_NOISE, "noise_demo", 3),
     (FAST_NOISE, "noise_demo_sampled", 1),
     (EMBED + ",noise_first_k=3", "noise_demo_sampled", 3),
-    ("noise=weight,noise_scale=0.05,noise_targets=mlp", "noise_demo", 2),
+    ("noise=weight,noise_scale=0.05,noise_targets=mlp", "noise_demo", 3),  # one batch shape per repeat
     ("noise=dummy+embedding,noise_scale=0.05,noise_dummy_tokens=2", "noise_demo", 3),
 ])
 def test_fast_decode_traces_noise_into_the_decode_graph(evaluate, fresh_compile, monkeypatch, caplog, noise, task,

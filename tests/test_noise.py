@@ -466,3 +466,34 @@ def test_model_dependent_errors(model):
 def test_zero_scale_attaches_nothing(model):
     runtime = NoiseRuntime(model, NoiseConfig.from_args(noise="embedding+activation", noise_scale=0.0))
     assert runtime.injectors == [] and runtime.weight is None
+
+
+@pytest.mark.parametrize("args", [
+    {"noise": "embedding", "noise_scale": 0.3},
+    {"noise": "embedding", "noise_scale": 0.3, "noise_scope": "per_sequence", "embed_norm": "input", "noise_first_k": 9},
+    {"noise": "hidden", "noise_layer": 1, "noise_scale": 0.2, "noise_schedule": "linear", "noise_scale_end": 0.6},
+    {"noise": "lm_head", "noise_scale": 0.4, "noise_positions": "generated"},
+    {"noise": "activation", "noise_scale": 0.2, "noise_schedule": "cosine", "noise_scale_end": 0.05},
+])
+def test_decode_noise_drawn_ahead_equals_the_per_step_draw(model, monkeypatch, args):
+    """Eager decode steps read their noise from lookahead tables: the logits of every step must be
+    exactly those of drawing at each step (tables disabled), across table boundaries and left padding."""
+    import lm_eval_noise.noise.state as state_module
+
+    config = NoiseConfig.from_args(**args)
+    runtime = NoiseRuntime(model, config)
+    ids = _ids(model, batch=3, width=6)
+    mask = torch.ones_like(ids)
+    mask[1, :2] = mask[2, :4] = 0
+    logits = []
+    for lookahead, limit in ((4, state_module.LOOKAHEAD_MAX), (4, 0)):  # tables of 4 steps, then none
+        monkeypatch.setattr(state_module, "LOOKAHEAD", lookahead)
+        monkeypatch.setattr(state_module, "LOOKAHEAD_MAX", limit)
+        state = NoiseState(config, torch.tensor([11, 22, 33]), mask, max_new_tokens=10)
+        with torch.no_grad(), runtime.attached(state):
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=10, min_new_tokens=10,
+                                 do_sample=False, output_logits=True, return_dict_in_generate=True,
+                                 pad_token_id=0)
+        logits.append(torch.stack(out.logits))
+        assert (state._tables != {}) == (limit > 0)
+    assert torch.equal(logits[0], logits[1])

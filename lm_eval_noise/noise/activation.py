@@ -44,9 +44,14 @@ class ActivationNoise:
         """Every site's scaled noise [B, T, d] for the current forward, when small enough."""
         drawn = state.shared.get(self)
         if drawn is None:
-            batch, width = state.positions.shape
+            batch, width = len(state.seeds), state.width
             drawn = {}
-            if batch * width * self.elements <= ALL_SITES_MAX:
+            if width == 1 and state.lookahead(self.groups[0][2], self.groups[0][0]) is not None:
+                # Eager decode step: every group's noise comes from its lookahead table (mask applied).
+                for size, names, sites in self.groups:
+                    noise = (state.lookahead(sites, size) * state.scale[None]).to(dtype)
+                    drawn.update(zip(names, noise.unbind(0), strict=True))
+            elif batch * width * self.elements <= ALL_SITES_MAX:
                 factor = state.position_mask(width)[None, ..., None] * state.scale[None]  # [1, B, T, 1]
                 for size, names, sites in self.groups:
                     keys = state.site_keys(sites)[:, :, None] ^ state.position_hash_for(width)[None]

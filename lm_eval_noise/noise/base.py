@@ -21,6 +21,9 @@ def token_noise(state: NoiseState, site: int, width: int, size: int, device: tor
                 per_sequence: bool = False) -> torch.Tensor:
     """Standard noise [B, width, size] on `device` (layers may sit on several devices), zeroed where
     injection is off."""
+    ahead = state.lookahead(site, size, per_sequence) if width == 1 else None
+    if ahead is not None:
+        return ahead.to(device)
     keys = position_keys(state.site_keys(site), None if per_sequence else state.position_hash_for(width)).to(device)
     eps = normal(keys, size, state.config.noise_dist)
     return eps * state.position_mask(width).to(device)[..., None]
@@ -43,7 +46,7 @@ def add_relative_noise(x: torch.Tensor, state: NoiseState, site: int, noise: tor
     source = x
     flat = x.dim() == 2
     if flat:  # [B*T, d] inputs (some layers flatten tokens)
-        batch, width = state.positions.shape
+        batch, width = len(state.seeds), state.width
         if x.shape[0] != batch * width:
             raise ValueError(
                 f"cannot map a [{x.shape[0]}, {x.shape[1]}] input to {batch} rows x {width} tokens "

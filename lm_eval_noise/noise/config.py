@@ -21,6 +21,9 @@ TARGET_KINDS = ("attention", "mlp", "lm_head")
 TARGET_DEPTHS = ("early", "middle", "late")
 DUMMY_POSITIONS = ("prefix", "suffix")
 DUMMY_INITS = ("gaussian", "table")
+# Weight noise: one draw per repeat index shared by every doc of that repeat (a perturbed model, as in
+# the study's protocol), or one draw per generated sample.
+WEIGHT_DRAWS = ("repeat", "sample")
 # Nagarajan et al. (ICML 2025) write their seed strings in uppercase letters ("XKPQMZ").
 PREFIX_ALPHABET = string.ascii_uppercase
 # Types whose noise can differ per token position (structured injection applies to them): all the
@@ -92,6 +95,7 @@ class NoiseConfig:
     noise_dummy_init: str = "gaussian"
     random_prefix: int | None = None
     random_prefix_alphabet: str = PREFIX_ALPHABET
+    weight_draw: str = "repeat"
 
     @property
     def perturbs(self) -> bool:
@@ -169,6 +173,9 @@ class NoiseConfig:
                 "temperature_compensation=auto measures alpha on the prompt, which noise_positions=generated / "
                 "noise_first_k=0 leave clean; use noise_positions=all or prompt"
             )
+        weight_draw = _choice("weight_draw", get("weight_draw") or "repeat", WEIGHT_DRAWS)
+        if get("weight_draw") is not None and "weight" not in kinds:
+            raise NoiseConfigError("weight_draw only applies to noise=weight")
         dummy = _dummy_args(kinds, get)
         prefix, alphabet = _prefix_args(get)
         config = cls(
@@ -189,6 +196,7 @@ class NoiseConfig:
             **dummy,
             random_prefix=prefix,
             random_prefix_alphabet=alphabet,
+            weight_draw=weight_draw,
         )
         # Table-drawn dummy rows alone have no sigma to set.
         needs_scale = kinds and not (kinds == ["dummy"] and dummy["noise_dummy_init"] == "table")

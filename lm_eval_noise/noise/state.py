@@ -7,7 +7,15 @@ import math
 import torch
 
 from lm_eval_noise.noise.config import NoiseConfig
-from lm_eval_noise.noise.counter import position_hash, row_keys
+from lm_eval_noise.noise.counter import normal, position_hash, position_keys, row_keys
+
+# Eager decode steps read their noise from a table drawn this many steps ahead in one vectorised call
+# (at most LOOKAHEAD_MAX elements per site): a step then slices a table instead of issuing a few dozen
+# small tensor ops per site, which is most of a small model's per-step noise cost. Compiled steps
+# (fast_decode) draw per step: there the ops fuse into the graph, and a Python step counter would
+# recompile it at every token.
+LOOKAHEAD = 32
+LOOKAHEAD_MAX = 1 << 24
 
 
 def schedule_sigma(config: NoiseConfig, step: torch.Tensor | int, horizon: int) -> torch.Tensor | float:
@@ -49,7 +57,12 @@ class NoiseState:
         self.col = torch.zeros((), dtype=torch.int64, device=device)
         self.counting = False
         self.prefilled = False
-        self.positions = torch.zeros(len(seeds), 0, dtype=torch.int64, device=device)
+        self._forward: tuple = (0, None, None, False)
+        self._positions: torch.Tensor | None = torch.zeros(len(seeds), 0, dtype=torch.int64, device=device)
+        # Decode-step counter for the lookahead tables (None: this forward draws per step).
+        self._step: int | None = None
+        self._next_step: int | None = None
+        self._tables: dict[tuple, tuple[int, torch.Tensor]] = {}
         self.scale: torch.Tensor = torch.full((len(seeds), 1, 1), config.noise_scale, device=device)
         # Set at prefill by embedding noise with embed_norm=input: per-row mean prompt-embedding norm.
         self.input_norm: torch.Tensor | None = None
@@ -67,23 +80,53 @@ class NoiseState:
         mask_2d = attention_mask is not None and attention_mask.dim() == 2
         prompt = not self.prefilled and width == self.prompt_width
         self.counting = position_ids is None or position_ids.dim() != 2 or not (mask_2d or prompt or self.prefilled)
-        if self.counting:
-            cols = self.col + torch.arange(width, device=self.pads.device)
-            self.positions = cols[None, :] - self.pads[:, None]
+        self._forward = (width, position_ids, attention_mask if mask_2d else None, prompt)
+        self._positions = None
+        # The decode step of this forward when it is the next one-token step after a whole-prompt
+        # prefill (else None: chunked or assisted forwards, and compiled steps, draw per step).
+        if torch.compiler.is_compiling():
+            self._step = None
+        elif prompt:
+            self._step, self._next_step = None, 0
+        elif width == 1 and self.prefilled and self._next_step is not None:
+            self._step, self._next_step = self._next_step, self._next_step + 1
         else:
-            position_ids = position_ids.expand(len(self.seeds), width)
-            if mask_2d:
-                real = attention_mask[:, -width:] != 0
-            elif prompt:  # the left-padded prompt: its first `pads` columns are padding
-                real = torch.arange(width, device=self.pads.device)[None, :] >= self.pads[:, None]
-            else:  # a decode step (cache layouts with 4D masks): every token is a real one
-                real = None
-            self.positions = position_ids if real is None else torch.where(real, position_ids, -1)
+            self._step = self._next_step = None
         if self.config.noise_schedule != "constant":
             # The forward whose last token sits at position p produces generated token p + 1 - prompt_len.
             step = self.positions[:, -1:] + 1 - self.prompt_lens[:, None]
             sigma = schedule_sigma(self.config, step, self.max_new_tokens)
             self.scale = torch.as_tensor(sigma, dtype=torch.float32, device=self.pads.device).reshape(-1, 1, 1)
+
+    @property
+    def width(self) -> int:
+        """Tokens in the current forward."""
+        return self._forward[0]
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """[B, width] positions of the current forward's tokens within their samples (-1: padding);
+        computed on first use, so decode steps served from lookahead tables never compute them."""
+        if self._positions is None:
+            self._positions = self._compute_positions(*self._forward)
+        return self._positions
+
+    @positions.setter
+    def positions(self, value: torch.Tensor) -> None:
+        self._positions = value
+
+    def _compute_positions(self, width: int, position_ids, attention_mask, prompt: bool) -> torch.Tensor:
+        if self.counting:
+            cols = self.col + torch.arange(width, device=self.pads.device)
+            return cols[None, :] - self.pads[:, None]
+        position_ids = position_ids.expand(len(self.seeds), width)
+        if attention_mask is not None:
+            real = attention_mask[:, -width:] != 0
+        elif prompt:  # the left-padded prompt: its first `pads` columns are padding
+            real = torch.arange(width, device=self.pads.device)[None, :] >= self.pads[:, None]
+        else:  # a decode step (cache layouts with 4D masks): every token is a real one
+            real = None
+        return position_ids if real is None else torch.where(real, position_ids, -1)
 
     def end_forward(self, width: int) -> None:
         self.prefilled = True
@@ -94,6 +137,34 @@ class NoiseState:
         if self.counting:
             self.col.add_(width)
 
+    def lookahead(self, site: int | tuple[int, ...], size: int, per_sequence: bool = False) -> torch.Tensor | None:
+        """The current decode step's token_noise from its site's lookahead table ([B, 1, size], or
+        [S, B, 1, size] for a site group), or None where the step draws for itself."""
+        step = self._step
+        if step is None:
+            return None
+        key = (site, size, per_sequence)
+        entry = self._tables.get(key)
+        if entry is None or step >= entry[0] + entry[1].shape[-2]:
+            sites = len(site) if isinstance(site, tuple) else 1
+            ahead = min(LOOKAHEAD, max(self.max_new_tokens - step, 1), LOOKAHEAD_MAX // (sites * len(self.seeds) * size))
+            if ahead < 1:
+                return None
+            entry = (step, self._draw_ahead(site, size, per_sequence, step, ahead))
+            self._tables[key] = entry
+        index = step - entry[0]
+        return entry[1][..., index : index + 1, :]
+
+    def _draw_ahead(self, site, size: int, per_sequence: bool, step: int, ahead: int) -> torch.Tensor:
+        """token_noise of decode steps step..step+ahead-1: their tokens sit at prompt_len + step + i."""
+        positions = self.prompt_lens[:, None] + step + torch.arange(ahead, device=self.pads.device)
+        keys = self.site_keys(site)
+        hashes = None if per_sequence else position_hash(positions)
+        if isinstance(site, tuple):
+            keys = keys[:, :, None] ^ hashes[None] if hashes is not None else keys[:, :, None]
+        else:
+            keys = position_keys(keys, hashes)
+        return normal(keys, size, self.config.noise_dist) * self._build_mask(positions)[..., None]
     def positions_for(self, width: int) -> torch.Tensor:
         """Positions of the last `width` tokens of the current forward (lm_head may see only the last)."""
         return self.positions[:, -width:]
@@ -122,8 +193,8 @@ class NoiseState:
             self._mask = self._build_mask()
         return self._mask[:, -width:]
 
-    def _build_mask(self) -> torch.Tensor:
-        pos = self.positions
+    def _build_mask(self, positions: torch.Tensor | None = None) -> torch.Tensor:
+        pos = self.positions if positions is None else positions
         keep = pos >= 0
         if self.config.noise_positions == "prompt":
             keep &= pos < self.prompt_lens[:, None]

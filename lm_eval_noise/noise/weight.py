@@ -1,11 +1,12 @@
-"""Weight noise: W + eps * noise_scale * std(W) for one sample at a time, restored bit-exactly.
+"""Weight noise: W + eps * noise_scale * std(W) under one draw at a time, restored bit-exactly.
 
-A weight draw cannot differ per batch row, so each sample is generated on its own with its own draw
-(batch size 1 per sample while weight noise is on). The draw comes from torch's own generator seeded
-by (sample, tensor, chunk): one draw per sample needs no per-row streams, and a whole model's worth of noise
-is far cheaper from the fused generator than from the counter hash. Originals stay on the accelerator
-when they fit in half of its free memory (restoring is then a device copy, ~100x faster than from the
-host), else in pinned host memory; beyond that the accelerator holds one chunk of noise at a time.
+A weight draw cannot differ per batch row. With weight_draw=repeat (the default) one draw, keyed by
+(noise_seed, task, repeat index), perturbs the model for a whole batched pass over that repeat's
+requests; with weight_draw=sample each sample is generated alone under its own draw. The draw comes
+from torch's own generator seeded by (draw, tensor, chunk): a whole model's worth of noise is far
+cheaper from the fused generator than from the counter hash. Originals are kept in host memory (pinned
+when the weights sit on an accelerator) and copied back, so the accelerator holds at most one chunk of
+noise beyond the model, never a second copy of it.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from lm_eval_noise.noise.config import NoiseConfig, NoiseConfigError
 from lm_eval_noise.noise.counter import index_hash, mix32, row_keys, site_id
 from lm_eval_noise.noise.targets import optional_module, select_linear, weight_std
 
-# Elements of noise generated at once: bounds extra accelerator memory to a few tens of MB.
+# Elements of noise generated at once: extra accelerator memory is one chunk (8 MiB in float32), never
+# more than a chunk of the tensor being perturbed.
 CHUNK = 1 << 21
 
 
 class WeightNoise:
-    """Applies and exactly restores per-sample weight perturbations of the targeted Linear layers."""
+    """Perturbs the targeted Linear layers with one draw at a time and restores them bit-exactly."""
 
     def __init__(self, model: nn.Module, config: NoiseConfig):
         self.config = config
@@ -54,32 +56,39 @@ class WeightNoise:
         self.stds = {name: weight_std(w) for name, w in self.params.items()}
         self.site_ids = torch.tensor([site_id(f"weight:{name}") for name in self.params], dtype=torch.int64)
         self._originals: dict[str, torch.Tensor] | None = None
-
-    def _backup_devices(self) -> dict[torch.device, torch.device]:
-        """Where each parameter device's originals go: itself if they take at most half its free memory."""
-        need: dict[torch.device, int] = {}
-        for w in self.params.values():
-            need[w.device] = need.get(w.device, 0) + w.numel() * w.element_size()
-        where = {}
-        for device, size in need.items():
-            keep = device.type == "cpu" or (device.type == "cuda" and size <= torch.cuda.mem_get_info(device)[0] // 2)
-            where[device] = device if keep else torch.device("cpu")
-        return where
+        # The draw the weights carry now (None: the originals).
+        self.current: int | None = None
 
     def _save_originals(self) -> None:
+        """Host copies of the targeted weights, made once (pinned, so restoring is one DMA per tensor)."""
         if self._originals is None:
-            where = self._backup_devices()
-            self._originals = {}
+            originals = {}
             for name, w in self.params.items():
-                target = where[w.device]
-                copy = torch.empty(w.shape, dtype=w.dtype, device=target, pin_memory=w.is_cuda and target.type == "cpu")
+                copy = torch.empty(w.shape, dtype=w.dtype, device="cpu", pin_memory=w.device.type == "cuda")
                 copy.copy_(w.detach())
-                self._originals[name] = copy
+                originals[name] = copy
+            self._originals = originals
+
+    @property
+    def host_bytes(self) -> int:
+        """Host memory the saved originals take (0 before the first draw)."""
+        return sum(t.numel() * t.element_size() for t in (self._originals or {}).values())
 
     @torch.no_grad()
     def apply(self, seed: int) -> None:
-        """Perturb every targeted weight with the draw of sample `seed` (64-bit)."""
+        """Make the weights carry the draw `seed` (64-bit); a no-op when they already do."""
+        if self.current == seed:
+            return
+        self.restore()
         self._save_originals()
+        self.current = seed  # from here on restore() undoes a partial draw too
+        try:
+            self._draw(seed)
+        except BaseException:
+            self.restore()
+            raise
+
+    def _draw(self, seed: int) -> None:
         keys = row_keys(torch.tensor([seed], dtype=torch.int64), self.site_ids)
         chunks = []
         for (name, w), key in zip(self.params.items(), keys, strict=True):
@@ -108,16 +117,38 @@ class WeightNoise:
 
     @torch.no_grad()
     def restore(self) -> None:
-        """Copy the saved originals back (bit-identical)."""
-        if self._originals is not None:
-            for name, w in self.params.items():
-                w.data.copy_(self._originals[name], non_blocking=False)
+        """Copy the saved originals back (bit-identical); a no-op when the weights carry no draw."""
+        if self.current is None or self._originals is None:
+            return
+        for name, w in self.params.items():
+            w.data.copy_(self._originals[name], non_blocking=False)
+        self.current = None
 
     @contextlib.contextmanager
     def perturbed(self, seed: int) -> Iterator[None]:
-        """Weights carry sample `seed`'s draw inside the block and are restored however it exits."""
+        """Weights carry the draw `seed` inside the block and are restored however it exits."""
         try:
             self.apply(seed)
             yield
         finally:
             self.restore()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Draws applied inside the block stay on across calls (one per repeat, amortised over a batched
+        pass) and are restored however the block exits."""
+        try:
+            yield
+        finally:
+            self.restore()
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """The original weights inside the block (e.g. clean logits), the current draw again after it."""
+        seed = self.current
+        self.restore()
+        try:
+            yield
+        finally:
+            if seed is not None:
+                self.apply(seed)

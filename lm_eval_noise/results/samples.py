@@ -42,6 +42,7 @@ class SampleRecord:
     alpha: float | None = None  # logit-noise ratio on the prompt (temperature_compensation=auto)
     t_star: float | None = None  # the compensated temperature T* used for the sample
     clean_ppl: float | None = None  # perplexity of the sample under the model with noise off (clean_ppl=true)
+    weight_draw: str | None = None  # the seed of the weight draw the sample ran under (weight_draw=repeat)
 
     # None: not measured (left out of the JSON). NaN: measured but undefined, e.g. the perplexity of an
     # empty sample (JSON null).

@@ -44,7 +44,7 @@ VLLM = _import_lm_eval_vllm()
 
 from lm_eval.api.registry import register_model  # noqa: E402
 
-from lm_eval_noise.model import _as_bool  # noqa: E402
+from lm_eval_noise.parsing import as_bool  # noqa: E402
 from lm_eval_noise.noise import NOISE_ARGS, NoiseConfig, NoiseConfigError  # noqa: E402
 from lm_eval_noise.noise.sampling import is_sampling  # noqa: E402
 from lm_eval_noise.provenance import provenance  # noqa: E402
@@ -95,15 +95,15 @@ class VLLMNoisyLM(VLLM):  # type: ignore[misc,valid-type]  # imported through th
                  **kwargs: Any) -> None:
         config = NoiseConfig.from_args(**{k: kwargs.pop(k) for k in NOISE_ARGS if k in kwargs})
         check_supported(config, kwargs.get("tensor_parallel_size", 1), kwargs.get("data_parallel_size", 1))
-        self.seeded_sampling = _as_bool("seeded_sampling", seeded_sampling)
+        self.seeded_sampling = as_bool("seeded_sampling", seeded_sampling, NoiseConfigError)
         # Hooks exist only in engines built for noise: a noise=none run keeps vLLM's compiled graphs.
         # noise_hooks=true builds them anyway, for sweeps that start at noise=none and switch later.
-        self.hooked = bool(config.noise) if noise_hooks is None else _as_bool("noise_hooks", noise_hooks)
+        self.hooked = bool(config.noise) if noise_hooks is None else as_bool("noise_hooks", noise_hooks, NoiseConfigError)
         if self.hooked:
-            if not _as_bool("enforce_eager", kwargs.get("enforce_eager", True)):
+            if not as_bool("enforce_eager", kwargs.get("enforce_eager", True), NoiseConfigError):
                 log.warning("vllm-noisy: noise hooks need eager execution; using enforce_eager=True")
             kwargs["enforce_eager"] = True
-            if _as_bool("enable_prefix_caching", kwargs.get("enable_prefix_caching", False)):
+            if as_bool("enable_prefix_caching", kwargs.get("enable_prefix_caching", False), NoiseConfigError):
                 log.warning("vllm-noisy: prefix caching would reuse one repeat's noisy prompt for the others; "
                             "using enable_prefix_caching=False")
             kwargs["enable_prefix_caching"] = False
