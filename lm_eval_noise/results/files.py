@@ -251,7 +251,7 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             try:
                 row = json.loads(line)
             except ValueError as e:
-                raise ResultsError(f"{path}:{lineno}: not valid JSON ({e})") from None
+                raise ResultsError(f"{path}:{lineno}: not a JSON object: {e}") from None
             if not isinstance(row, dict):
                 raise ResultsError(f"{path}:{lineno}: not a JSON object: {type(row).__name__}")
             yield row
