@@ -38,12 +38,6 @@ CODE_TASKS = ["humaneval_pass_at_k", "humaneval_pass_at_k_t08", "humaneval_pass_
 
 
 @pytest.fixture(scope="module")
-def sandbox():
-    with Sandbox(Limits(timeout_s=3.0)) as sb:
-        yield sb
-
-
-@pytest.fixture(scope="module")
 def fixture_rows():
     return list(load_apps_dataset(str(fixture_path())))
 

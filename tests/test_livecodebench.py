@@ -18,7 +18,6 @@ import zlib
 import pytest
 
 from lm_eval_noise import tasks_dir
-from lm_eval_noise.execution import Limits, Sandbox
 from lm_eval_noise.execution import livecodebench as lcb
 from lm_eval_noise.execution.judge import call_outputs_match, exact_outputs_match
 from lm_eval_noise.execution.lm_tasks import process_results, run_livecodebench
@@ -29,12 +28,6 @@ from lm_eval_noise.metrics import pass_at_k, success_at_k
 
 logging.getLogger("lm_eval").setLevel(logging.ERROR)
 FIXTURE = str(lcb.fixture_path())
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with Sandbox(Limits(timeout_s=3.0)) as sb:
-        yield sb
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,12 @@ import sys
 import pytest
 
 from lm_eval_noise import tasks_dir
-from lm_eval_noise.execution import Limits, Sandbox
 from lm_eval_noise.execution import mbpp
 from lm_eval_noise.execution.lm_tasks import doc_to_text_mbpp_chat, run_mbpp
 from lm_eval_noise.execution.loaders import DataUnavailable
 from lm_eval_noise.execution.score import main as score_main
 
 logging.getLogger("lm_eval").setLevel(logging.ERROR)
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with Sandbox(Limits(timeout_s=3.0)) as sb:
-        yield sb
 
 
 @pytest.fixture(scope="module")
