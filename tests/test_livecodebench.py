@@ -18,13 +18,13 @@ import zlib
 import pytest
 
 from lm_eval_noise import tasks_dir
-from lm_eval_noise.execution import livecodebench as lcb
-from lm_eval_noise.execution.judge import call_outputs_match, exact_outputs_match
-from lm_eval_noise.execution.lm_tasks import process_results, run_livecodebench
-from lm_eval_noise.execution.loaders import DataUnavailable
-from lm_eval_noise.execution.score import main as score_main
-from lm_eval_noise.execution.score import problem_metrics, summarize
+from lm_eval_noise.code_tasks import livecodebench as lcb
+from lm_eval_noise.code_tasks.data import DataUnavailable
+from lm_eval_noise.code_tasks.lm_tasks import process_results, run_livecodebench
+from lm_eval_noise.code_tasks.score import main as score_main
+from lm_eval_noise.code_tasks.score import problem_metrics, summarize
 from lm_eval_noise.metrics import pass_at_k, success_at_k
+from lm_eval_noise.sandbox.judge import call_outputs_match, exact_outputs_match
 
 logging.getLogger("lm_eval").setLevel(logging.ERROR)
 FIXTURE = str(lcb.fixture_path())

@@ -12,10 +12,10 @@ import sys
 import pytest
 
 from lm_eval_noise import tasks_dir
-from lm_eval_noise.execution import mbpp
-from lm_eval_noise.execution.lm_tasks import doc_to_text_mbpp_chat, run_mbpp
-from lm_eval_noise.execution.loaders import DataUnavailable
-from lm_eval_noise.execution.score import main as score_main
+from lm_eval_noise.code_tasks import mbpp
+from lm_eval_noise.code_tasks.data import DataUnavailable
+from lm_eval_noise.code_tasks.lm_tasks import doc_to_text_mbpp_chat, run_mbpp
+from lm_eval_noise.code_tasks.score import main as score_main
 
 logging.getLogger("lm_eval").setLevel(logging.ERROR)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lm_eval_noise.execution import Limits, Sandbox, detect_isolation, script_job, stdio_job
+from lm_eval_noise.sandbox import Limits, Sandbox, detect_isolation, script_job, stdio_job
 
 LIMITS = Limits(timeout_s=1.0, memory_mb=512, output_bytes=1 << 20, nproc=64)
 REPO = Path(__file__).resolve().parent.parent
@@ -267,7 +267,7 @@ def test_write_outside_workdir(sandbox):
             assert not in_tmp.exists() and not in_repo.exists()
         elif sandbox.isolation.private_uid:
             # Without a mount namespace a private uid still cannot write root's folders; world-writable
-            # ones like /tmp are NOT contained (documented in sandbox.py).
+            # ones like /tmp are NOT contained (documented in sandbox/runner.py).
             assert not in_repo.exists()
         else:
             # Mode "none" contains no write (documented): the escaped file shows the program ran.
@@ -339,7 +339,7 @@ def test_bad_arguments_are_named():
 
 
 def test_uid_slots_never_hand_out_a_live_uid_twice():
-    from lm_eval_noise.execution.sandbox import _UidSlots
+    from lm_eval_noise.sandbox.runner import _UidSlots
 
     slots = _UidSlots()
     uids = [slots.acquire() for _ in range(256)]
@@ -353,7 +353,8 @@ def test_uid_slots_never_hand_out_a_live_uid_twice():
 # ----------------------------------------------------------------------------------------- attacks on verdicts
 # Each attack is a completion a model could write; each must be scored not-passed. They are submitted
 # through the same job builders the HumanEval and APPS scorers use.
-from lm_eval_noise.execution.loaders import apps_job, humaneval_job  # noqa: E402
+from lm_eval_noise.code_tasks.apps import apps_job  # noqa: E402
+from lm_eval_noise.code_tasks.humaneval import humaneval_job  # noqa: E402
 
 ADD = {"task_id": "t/add", "entry_point": "add",
        "prompt": "def add(a, b):\n    \"\"\"Sum of a and b.\"\"\"\n",
@@ -634,7 +635,7 @@ def test_unix_sockets_outside_are_unreachable(sandbox, tmp_path):
 def test_deep_directories_do_not_spoil_later_samples(sandbox):
     """1,500 nested folders (in the working folder and in /tmp), then canonical solutions on the same
     worker: every one passes and nothing is reported as the sandbox's failure."""
-    from lm_eval_noise.execution.loaders import humaneval_problems
+    from lm_eval_noise.code_tasks.humaneval import humaneval_problems
 
     second = "'/tmp'" if sandbox.isolation.filesystem else "base + '/sub'"  # not the host's /tmp
     poison = ("import os\nbase = os.getcwd()\nos.mkdir('sub')\n"
@@ -680,7 +681,7 @@ def test_sysv_shm_is_not_shared_between_samples(sandbox):
 
 # ----------------------------------------------------------------------------------------- building blocks
 def test_plain_data_round_trip_and_refusals():
-    from lm_eval_noise.execution.plain_data import NotPlainData, decode, encode
+    from lm_eval_noise.sandbox.plain_data import NotPlainData, decode, encode
 
     values = [None, True, False, 0, -1, 2**100, -(2**70), 1.5, float("inf"), 1 + 2j, "", "héllo\udcff",
               b"\x00\xff", [1, [2, (3,)]], (), {"a": [1], 2: None, (1, 2): "t"}, {1, 2}, frozenset({"x"})]
@@ -710,7 +711,7 @@ def test_plain_data_round_trip_and_refusals():
 
 
 def test_remove_tree_is_iterative_and_stays_on_its_filesystem(tmp_path):
-    from lm_eval_noise.execution._harness import remove_tree
+    from lm_eval_noise.sandbox._harness import remove_tree
 
     top = tmp_path / "work"
     top.mkdir()

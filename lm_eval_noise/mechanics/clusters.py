@@ -78,8 +78,8 @@ def truncate_completion(text: str) -> str:
 def behaviour_signatures(record: dict, completions: list[str]) -> list[str | None]:
     """Each completion's behaviour signature on the record's tests, run in the sandbox (None: sandbox
     failure)."""
-    from lm_eval_noise.execution.loaders import HUMANEVAL_LIMITS, humaneval_job
-    from lm_eval_noise.execution.sandbox import Sandbox
+    from lm_eval_noise.code_tasks.humaneval import HUMANEVAL_LIMITS, humaneval_job
+    from lm_eval_noise.sandbox import Sandbox
 
     problem = {"prompt": record["prompt"], "test": record["test"], "entry_point": record["entry_point"]}
     jobs = [humaneval_job(problem, truncate_completion(c)) for c in completions]

@@ -2,7 +2,7 @@
 
 Each sample comes as its behaviour signature, any hashable plain value (the sandbox's judge records
 one per sample from the runs that score Pass@K: the outputs on the problem's test inputs, an exception
-counting as an output by its type name; see lm_eval_noise/execution/behaviour.py). None marks a sample
+counting as an output by its type name; see lm_eval_noise/sandbox/behaviour.py). None marks a sample
 that could not be run (a failure of the sandbox itself): it is left out, as an unparsable sample is
 left out of the structure classes.
 

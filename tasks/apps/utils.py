@@ -1,6 +1,6 @@
-"""Hooks for the APPS tasks (implemented in lm_eval_noise.execution.lm_tasks)."""
+"""Hooks for the APPS tasks (implemented in lm_eval_noise.code_tasks.lm_tasks)."""
 
-from lm_eval_noise.execution.lm_tasks import (
+from lm_eval_noise.code_tasks.lm_tasks import (
     doc_to_text_apps,
     load_apps,
     load_apps_fixture,

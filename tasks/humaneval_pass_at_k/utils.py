@@ -1,6 +1,6 @@
-"""Hooks for the humaneval_pass_at_k tasks (implemented in lm_eval_noise.execution.lm_tasks)."""
+"""Hooks for the humaneval_pass_at_k tasks (implemented in lm_eval_noise.code_tasks.lm_tasks)."""
 
-from lm_eval_noise.execution.lm_tasks import load_humaneval, process_results, run_humaneval, run_humaneval_chat
+from lm_eval_noise.code_tasks.lm_tasks import load_humaneval, process_results, run_humaneval, run_humaneval_chat
 from lm_eval_noise.metrics.measured import count
 
 __all__ = ["count", "load_humaneval", "process_results", "run_humaneval", "run_humaneval_chat"]

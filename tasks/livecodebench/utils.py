@@ -1,6 +1,6 @@
-"""Hooks for the LiveCodeBench tasks (implemented in lm_eval_noise.execution.lm_tasks)."""
+"""Hooks for the LiveCodeBench tasks (implemented in lm_eval_noise.code_tasks.lm_tasks)."""
 
-from lm_eval_noise.execution.lm_tasks import (
+from lm_eval_noise.code_tasks.lm_tasks import (
     doc_to_text_livecodebench,
     load_livecodebench,
     load_livecodebench_fixture,

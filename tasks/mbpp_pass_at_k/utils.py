@@ -1,6 +1,6 @@
-"""Hooks for the MBPP and MBPP+ tasks (implemented in lm_eval_noise.execution.lm_tasks)."""
+"""Hooks for the MBPP and MBPP+ tasks (implemented in lm_eval_noise.code_tasks.lm_tasks)."""
 
-from lm_eval_noise.execution.lm_tasks import (
+from lm_eval_noise.code_tasks.lm_tasks import (
     doc_to_text_mbpp,
     doc_to_text_mbpp_chat,
     load_mbpp,

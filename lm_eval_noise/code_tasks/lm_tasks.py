@@ -15,29 +15,28 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from lm_eval_noise.metrics.distinct import distinct_n
-from lm_eval_noise.execution import livecodebench, mbpp
-from lm_eval_noise.execution.loaders import (
+from lm_eval_noise.code_tasks import livecodebench, mbpp
+from lm_eval_noise.code_tasks.apps import (
     APPS_LIMITS,
-    HUMANEVAL_LIMITS,
     apps_job,
     apps_prompt,
-    extract_code,
     fixture_path,
-    humaneval_job,
-    humaneval_problems,
     load_apps_dataset,
+    resolve_apps_path,
 )
-from lm_eval_noise.execution.sandbox import Limits, shared_sandbox
-from lm_eval_noise.execution.score import (
+from lm_eval_noise.code_tasks.data import extract_code
+from lm_eval_noise.code_tasks.humaneval import HUMANEVAL_LIMITS, humaneval_job, humaneval_problems
+from lm_eval_noise.code_tasks.score import (
     DIVERSITY_METRICS,
     diversity_metrics,
     problem_metrics,
     run_jobs,
     sample_record,
 )
+from lm_eval_noise.metrics.distinct import distinct_n
 from lm_eval_noise.metrics.measured import with_measured
 from lm_eval_noise.metrics.semantic import semantic_diversity
+from lm_eval_noise.sandbox import Limits, shared_sandbox
 
 # pass@k is emitted for each of these k that is <= the number of repeats; the task YAMLs declare them all.
 PASS_KS = (1, 5, 10, 20, 50, 100)
@@ -141,8 +140,7 @@ def load_apps(data_files=None, difficulty=None, apps_path=None, **_):
     '{"apps_path": "/path/test.jsonl"}'; otherwise the YAML's `data_files` (the hub's test.jsonl)."""
     if isinstance(data_files, dict):
         data_files = data_files.get("test")
-    path = apps_path or os.environ.get("LM_EVAL_NOISE_APPS_PATH") or data_files
-    return _dataset_dict(load_apps_dataset(path, difficulty))
+    return _dataset_dict(load_apps_dataset(resolve_apps_path(apps_path, default=data_files), difficulty))
 
 
 def load_apps_fixture(difficulty=None, **_):

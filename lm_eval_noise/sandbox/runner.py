@@ -54,11 +54,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from lm_eval_noise.execution._harness import remove_tree  # (also caches the server's bytecode)
-from lm_eval_noise.execution.behaviour import verdict_signature
-from lm_eval_noise.execution.judge import CALL_PRELUDE, VERDICTS, ExecResult, SandboxError, judge
+from lm_eval_noise.sandbox._harness import remove_tree  # (also caches the server's bytecode)
+from lm_eval_noise.sandbox.behaviour import verdict_signature
+from lm_eval_noise.sandbox.judge import CALL_PRELUDE, VERDICTS, ExecResult, SandboxError, judge
 
-log = logging.getLogger("lm_eval_noise.execution")
+log = logging.getLogger("lm_eval_noise.sandbox")
 
 __all__ = ["VERDICTS", "ExecResult", "Isolation", "Limits", "Sandbox", "SandboxBroken", "call_job",
            "check_job", "detect_isolation", "script_job", "stdio_job"]
@@ -200,7 +200,7 @@ def sandbox_binds() -> list[str]:
         for p in {os.path.abspath(path), os.path.realpath(path)}:
             if p not in wanted:
                 wanted.append(p)
-    binds = []
+    binds: list[str] = []
     for path in sorted(wanted, key=len):
         if not any(path == b or path.startswith(b.rstrip("/") + "/") for b in binds if not os.path.islink(b)):
             binds.append(path)
@@ -466,9 +466,11 @@ class _Server:
         for msg in msgs:
             payload = marshal.dumps(msg)
             data += len(payload).to_bytes(4, "big") + payload
+        stdin = self.proc.stdin
+        assert stdin is not None  # started with stdin=PIPE
         try:
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
+            stdin.write(data)
+            stdin.flush()
         except OSError as exc:
             raise _ServerGone(f"sandbox server gone: {exc!r}") from None
 
@@ -477,7 +479,9 @@ class _Server:
         return marshal.loads(self._read(int.from_bytes(header, "big")))
 
     def _read(self, n: int) -> bytes:
-        fd = self.proc.stdout.fileno()
+        stdout = self.proc.stdout
+        assert stdout is not None  # started with stdout=PIPE
+        fd = stdout.fileno()
         buf = bytearray()
         while len(buf) < n:
             remaining = self.deadline - time.monotonic()

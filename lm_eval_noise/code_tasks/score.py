@@ -24,23 +24,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Iterable, Sequence
 
-from lm_eval_noise.execution import livecodebench, mbpp
-from lm_eval_noise.execution.loaders import (
-    APPS_LIMITS,
-    DATASET_HELP,
-    HUMANEVAL_LIMITS,
-    DataUnavailable,
-    iter_jsonl,
-    parse_dataset,
-    problems_for,
-)
-from lm_eval_noise.execution.sandbox import ISOLATION_MODES, ExecResult, Limits, Sandbox, SandboxBroken
+from lm_eval_noise.code_tasks import livecodebench, mbpp
+from lm_eval_noise.code_tasks.apps import APPS_LIMITS
+from lm_eval_noise.code_tasks.catalog import DATASET_HELP, parse_dataset, problems_for
+from lm_eval_noise.code_tasks.data import DataUnavailable
+from lm_eval_noise.code_tasks.humaneval import HUMANEVAL_LIMITS
 from lm_eval_noise.metrics.behaviour import behaviour_classes, class_diversity, effective_class_diversity
 from lm_eval_noise.metrics.measured import measured_name
 from lm_eval_noise.metrics.pass_at_k import pass_at_k
 from lm_eval_noise.metrics.structure import structure_digest
 from lm_eval_noise.metrics.success_at_k import success_at_k
 from lm_eval_noise.parsing import positive_int, positive_ints
+from lm_eval_noise.results.files import iter_jsonl
+from lm_eval_noise.sandbox import ISOLATION_MODES, ExecResult, Limits, Sandbox, SandboxBroken
 
 # Per-problem diversity of the K samples, from their records' `behaviour` and `structure` keys.
 DIVERSITY_METRICS = ("functional_diversity", "structural_diversity", "effective_functional_diversity",
@@ -101,11 +97,10 @@ def summarize(per_problem: dict[str, list[dict]], ks: Sequence[int]) -> dict:
     min_n = min((n for n, _ in counts.values()), default=0)
     summary: dict = {"n_problems": len(counts), "n_samples": sum(n for n, _ in counts.values())}
     reported = [k for k in ks if 1 <= k <= min_n]
-    for k in reported:
-        summary[f"pass@{k}"] = sum(pass_at_k(n, c, k) for n, c in counts.values()) / len(counts)
-    for k in reported:  # the samples' file order is their generation order
-        summary[f"success@{k}"] = sum(success_at_k([bool(r["passed"]) for r in recs], k)
-                                      for recs in per_problem.values()) / len(counts)
+    # each problem's own pass@k and success@k (its samples' file order is their generation order)
+    per_k = [problem_metrics(recs, reported) for recs in per_problem.values()]
+    for name in [f"{metric}@{k}" for metric in ("pass", "success") for k in reported]:
+        summary[name] = sum(m[name] for m in per_k) / len(counts)
     skipped = [k for k in ks if not 1 <= k <= min_n]
     if skipped:
         summary["skipped_k"] = skipped
@@ -137,7 +132,7 @@ def score_samples(dataset: str, samples: Iterable[dict], ks: Sequence[int] = (1,
                   sandbox: Sandbox | None = None, apps_path: str | None = None,
                   progress: bool = False, **data_options) -> dict:
     """Run every sample in the sandbox and summarise (a progress bar on stderr with `progress`).
-    `data_options`: where and which LiveCodeBench / MBPP problems (see loaders.problems_for).
+    `data_options`: where and which LiveCodeBench / MBPP problems (see catalog.problems_for).
     Raises ValueError naming a bad task_id, DataUnavailable (AppsUnavailable), or SandboxBroken."""
     problems, build_job = problems_for(dataset, apps_path, **data_options)
     keys, jobs, completions = [], [], []

@@ -9,7 +9,7 @@ MBPP rows (google-research-datasets/mbpp, config `full`): `task_id`, `text`, `co
 The prompt is bigcode-evaluation-harness's (InCoder's) MBPP prompt, which evalplus uses for MBPP+ too:
 the description and the first test as a docstring, so the model sees the function's name and call
 shape. The tests (trusted dataset code) run in the judge as HumanEval's check does: every call of the
-problem's function is a round trip to the program, whose answers come back as plain data (`judge.py`).
+problem's function is a round trip to the program, whose answers come back as plain data (`sandbox/judge.py`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import functools
 import os
 from pathlib import Path
 
-from lm_eval_noise.execution.loaders import DataUnavailable, load_rows
-from lm_eval_noise.execution.sandbox import Limits, check_job
+from lm_eval_noise.code_tasks.data import DataUnavailable, load_rows
+from lm_eval_noise.sandbox import Limits, check_job
 
 HUB_FILE = "hf://datasets/google-research-datasets/mbpp/full/test-00000-of-00001.parquet"
 ENV_PATH = "LM_EVAL_NOISE_MBPP_PATH"

@@ -1,6 +1,6 @@
 """The sandbox's inside: a warm server per worker slot, a runner per sample, a process per test.
 
-Started by `sandbox.py` as `python -I -S -c BOOTSTRAP --serve CONFIG LABEL` inside the isolation
+Started by `runner.py` as `python -I -S -c BOOTSTRAP --serve CONFIG LABEL` inside the isolation
 (unshare / bwrap / none), importing this module from its cached bytecode with the standard library only
 (site-packages are appended to sys.path for the programs, without running .pth files).
 
@@ -39,7 +39,7 @@ import time
 try:  # started as the sandbox server: this folder is on sys.path while it imports us
     from plain_data import NotPlainData, decode, encode
 except ImportError:  # imported by the evaluator (which also caches our bytecode for the server)
-    from lm_eval_noise.execution.plain_data import NotPlainData, decode, encode
+    from lm_eval_noise.sandbox.plain_data import NotPlainData, decode, encode
 
 # SIGKILL's number (the same on x86 and arm), so that the `signal` module (and `enum` with it) stays unloaded.
 SIGKILL = 9

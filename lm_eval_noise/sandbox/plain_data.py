@@ -50,10 +50,14 @@ def _encode(value, out: bytearray, depth: int) -> None:
         body = bytes(value)
         out += b"b" + _LEN.pack(len(body)) + body
     elif isinstance(value, (list, tuple, set, frozenset)):
-        tag = (b"l" if isinstance(value, list) else b"t" if isinstance(value, tuple)
-               else b"S" if isinstance(value, set) else b"Z")
-        base = list if tag == b"l" else tuple if tag == b"t" else set if tag == b"S" else frozenset
-        items = list(base.__iter__(value))
+        if isinstance(value, list):  # each through its base type's own iterator
+            tag, items = b"l", list(list.__iter__(value))
+        elif isinstance(value, tuple):
+            tag, items = b"t", list(tuple.__iter__(value))
+        elif isinstance(value, set):
+            tag, items = b"S", list(set.__iter__(value))
+        else:
+            tag, items = b"Z", list(frozenset.__iter__(value))
         out += tag + _LEN.pack(len(items))
         for item in items:
             _encode(item, out, depth + 1)

@@ -24,9 +24,9 @@ import types
 from dataclasses import dataclass, field
 from typing import Any
 
-from lm_eval_noise.execution._harness import SETUP_FAILED
-from lm_eval_noise.execution.behaviour import Trace
-from lm_eval_noise.execution.plain_data import NotPlainData, decode, encode
+from lm_eval_noise.sandbox._harness import SETUP_FAILED
+from lm_eval_noise.sandbox.behaviour import Trace
+from lm_eval_noise.sandbox.plain_data import NotPlainData, decode, encode
 
 VERDICTS = ("passed", "failed", "timeout", "memory", "runtime_error", "syntax_error", "output_limit",
             "sandbox_error")
@@ -168,7 +168,7 @@ def _extra(record: dict, keep_stdout: bool = True) -> dict:
 
 # ----------------------------------------------------------------------------------------- judging
 def judge(job: dict, session, timeout_s: float) -> ExecResult:
-    """The verdict of `job` (see sandbox.py's job builders), running its program through `session`,
+    """The verdict of `job` (see runner.py's job builders), running its program through `session`,
     with the program's behaviour signature."""
     trace = Trace()
     result = _judge(job, session, timeout_s, trace)
@@ -360,7 +360,9 @@ class _Stop(BaseException):
     pass
 
 
-_MODULE_RANDOM = random.random.__self__  # the instance behind the random module's functions
+# The instance behind the random module's functions (typeshed declares them plain functions; they are
+# that instance's bound methods).
+_MODULE_RANDOM = random.random.__self__  # type: ignore[attr-defined]
 CHECK_SEED = 0
 
 

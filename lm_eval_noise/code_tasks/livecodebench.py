@@ -8,7 +8,7 @@ list of {input, output, testtype}), `private_test_cases` (the same list as JSON,
 base64 -> zlib -> pickle of that JSON string) and `metadata` (JSON; `func_name` for LeetCode-style
 problems). `testtype` "stdin" problems run as stdin/stdout programs, "functional" ones call
 `Solution().<func_name>` with one JSON value per input line; both are judged as APPS is
-(`judge.py`), call-based answers by plain equality (tuples as lists), as LiveCodeBench compares them.
+(`sandbox/judge.py`), call-based answers by plain equality (tuples as lists), as LiveCodeBench compares them.
 Standard output is compared by APPS's rules, which accept equal whitespace tokens across lines and
 numbers within a relative 1e-5, where LiveCodeBench's grader compares line by line and wants equal
 decimals: the one place a verdict can differ from its own (here more lenient).
@@ -27,8 +27,8 @@ import pickle
 import zlib
 from pathlib import Path
 
-from lm_eval_noise.execution.loaders import DataUnavailable, load_rows
-from lm_eval_noise.execution.sandbox import Limits, call_job, stdio_job
+from lm_eval_noise.code_tasks.data import DataUnavailable, load_rows
+from lm_eval_noise.sandbox import Limits, call_job, stdio_job
 
 HUB_DIR = "hf://datasets/livecodebench/code_generation_lite"
 ENV_PATH = "LM_EVAL_NOISE_LIVECODEBENCH_PATH"
