@@ -9,7 +9,8 @@ import inspect
 import json
 import logging
 import math
-from collections import defaultdict, deque
+from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from lm_eval_noise.provenance import provenance
 from lm_eval_noise.random_prefix import random_prefixes, user_turn_offset, with_prefix
 from lm_eval_noise.seeding import repeat_seed, request_seeds
 from lm_eval_noise.parsing import as_bool
+from lm_eval_noise.request_rows import RequestRows
 from lm_eval_noise.results.samples import SampleRecord, attach
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,17 @@ _SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "min_p")
 # shape (the static cache only grows, and lm-eval sends the longest prompts first).
 FAST_DECODE_COMPILE: dict[str, Any] = {"fullgraph": False, "dynamic": False}
 _HFLM_ARGS = frozenset(inspect.signature(HFLM.__init__).parameters)
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """How one batch picks its tokens (hf-noisy's `_sampling_plan`)."""
+
+    sampling: bool  # seeded sampling at t_base (else greedy, unless compensation samples at T*)
+    t_base: float | None  # the temperature sampled at, or compensation's base temperature
+    compensate: bool  # temperature_compensation=auto: sample at T* = t_base * sqrt(1 + alpha)
+    truncation: list = field(default_factory=list)  # top-k / top-p / min-p warpers, transformers' order
+    passthrough: dict[str, Any] = field(default_factory=dict)  # sampling kwargs transformers sees
 
 
 def _bnb_config(load_in_8bit: bool, load_in_4bit: bool, kwargs: dict):
@@ -114,10 +127,7 @@ class HFNoisyLM(HFLM):
             log.warning("hf-noisy: seq2seq model: sampling uses transformers' global RNG (seeded_sampling=false)")
             self.seeded_sampling = False
         self.set_noise(config)
-        self._seeds: list[tuple[int, int]] = []
-        self._seed_queue: dict[str, deque[int]] | None = None
-        self._batch: list[int] | None = None
-        self._records: dict[int, dict] = {}
+        self._rows: RequestRows | None = None  # the rows of the generate_until call under way
         self._warned_loglikelihood = False
         # Rendered chat prompt -> where its last user turn's content starts (random_prefix goes there).
         self._user_turns: dict[str, int | None] = {}
@@ -151,10 +161,8 @@ class HFNoisyLM(HFLM):
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         rendered = super().apply_chat_template(chat_history, add_generation_prompt)
         if self.noise_config.random_prefix:  # remember where the user turn starts: the prefix goes there
-            parent = super()
-
             def render(history: list[dict]) -> str:
-                return parent.apply_chat_template(history, add_generation_prompt)
+                return HFLM.apply_chat_template(self, history, add_generation_prompt)
 
             self._user_turns[rendered] = user_turn_offset(render, chat_history, rendered)
         return rendered
@@ -235,15 +243,21 @@ class HFNoisyLM(HFLM):
         seeded = bool(requests) and self._needs_seeding(requests)
         if not seeded and not self.clean_ppl:
             return super().generate_until(requests, disable_tqdm=disable_tqdm)
-        self._records = {i: {} for i in range(len(requests))}
-        results = self._generate_seeded(requests, disable_tqdm) if seeded else super().generate_until(
-            requests, disable_tqdm=disable_tqdm)
+        seeds = request_seeds(requests, self.noise_config.noise_seed) if seeded else []
+        self._rows = rows = RequestRows(len(requests), seeds)
+        try:
+            # Unseeded (clean_ppl alone): HFLM generates as usual; the rows only carry the perplexity below.
+            results = (self._generate_seeded(requests, disable_tqdm) if seeded
+                       else super().generate_until(requests, disable_tqdm=disable_tqdm))
+        finally:
+            rows.done()
+            self._rows = None
         if self.clean_ppl:
             for i, ppl in enumerate(self._clean_perplexities(requests, results)):
-                self._records[i]["clean_ppl"] = math.nan if ppl is None else ppl  # NaN: measured, undefined
-        for i, req in enumerate(requests):
+                rows.record(i, clean_ppl=math.nan if ppl is None else ppl)  # NaN: measured, undefined
+        for req, record in zip(requests, rows.records, strict=True):
             # Per-sample provenance rides in the request's generation args, which lm-eval logs per doc.
-            attach(req.args[1], SampleRecord(**self._records[i]))
+            attach(req.args[1], SampleRecord(**record))
         return results
 
     def _prefixed(self, request, prefix: str):
@@ -258,32 +272,38 @@ class HFNoisyLM(HFLM):
                 self._warned_prefix = True
         return dataclasses.replace(request, arguments=(with_prefix(context, prefix, offset), *request.args[1:]))
 
+    def _active_rows(self) -> RequestRows:
+        if self._rows is None:
+            raise RuntimeError("hf-noisy: no seeded generate_until call is under way")
+        return self._rows
+
     def _generate_seeded(self, requests, disable_tqdm: bool) -> list[str]:
-        config = self.noise_config
-        self._seeds = request_seeds(requests, config.noise_seed)
-        prefixes: list[str] = []
+        config, rows = self.noise_config, self._active_rows()
         if config.random_prefix:  # drawn from the sample's seed, which the unprefixed request decides
-            prefixes = random_prefixes([seed for seed, _ in self._seeds], config.random_prefix,
+            prefixes = random_prefixes([seed for seed, _ in rows.seeds], config.random_prefix,
                                        config.random_prefix_alphabet)
             requests = [self._prefixed(req, prefix) for req, prefix in zip(requests, prefixes, strict=True)]
-        # One call per generation-kwargs group (and per weight draw): rows are matched to requests by
-        # context string, which is unambiguous inside a group because lm-eval's sort is stable.
+            for i, prefix in enumerate(prefixes):
+                rows.record(i, random_prefix=prefix)
+        # One HFLM call per generation-kwargs group (and per weight draw): inside a call, rows are
+        # matched to requests by context string (RequestRows).
         draws = self._repeat_draws(requests)
         groups: dict[tuple[int | None, str], list[int]] = defaultdict(list)
         for i, req in enumerate(requests):
             groups[(draws[i], json.dumps(req.args[1], sort_keys=True, default=str))].append(i)
+            if draws[i] is not None:
+                rows.record(i, weight_draw=f"{draws[i]:016x}")
         results: list[str] = [""] * len(requests)
         weight = self.noise.weight
-        try:
-            with weight.held() if weight is not None else contextlib.nullcontext():
-                self._generate_groups(requests, groups, results, disable_tqdm)
-        finally:
-            self._seed_queue = None
-        for i, prefix in enumerate(prefixes):
-            self._records[i]["random_prefix"] = prefix
-        for i, draw in enumerate(draws):
-            if draw is not None:
-                self._records[i]["weight_draw"] = f"{draw:016x}"
+        with weight.held() if weight is not None else contextlib.nullcontext():
+            for (draw, _), indices in groups.items():
+                if draw is not None:
+                    assert weight is not None  # draws exist only under weight noise
+                    weight.apply(draw)  # held until the next draw or the end of the call
+                rows.expect([(i, requests[i].args[0]) for i in indices])
+                outputs = super().generate_until([requests[i] for i in indices], disable_tqdm=disable_tqdm)
+                for i, text in zip(indices, outputs, strict=True):
+                    results[i] = text
         return results
 
     def _repeat_draws(self, requests) -> list[int | None]:
@@ -293,28 +313,17 @@ class HFNoisyLM(HFLM):
         if self.noise.weight is None or config.weight_draw != "repeat":
             return [None] * len(requests)
         return [repeat_seed(config.noise_seed, getattr(req, "task_name", None) or "", repeat)
-                for req, (_, repeat) in zip(requests, self._seeds, strict=True)]
-
-    def _generate_groups(self, requests, groups: dict, results: list[str], disable_tqdm: bool) -> None:
-        for (draw, _), indices in groups.items():
-            if draw is not None:
-                self.noise.weight.apply(draw)  # held until the next draw or the end of the call
-            self._seed_queue = defaultdict(deque)
-            for i in indices:
-                self._seed_queue[requests[i].args[0]].append(i)
-            outputs = super().generate_until([requests[i] for i in indices], disable_tqdm=disable_tqdm)
-            for i, text in zip(indices, outputs, strict=True):
-                results[i] = text
+                for req, (_, repeat) in zip(requests, self._active_rows().seeds, strict=True)]
 
     def tok_batch_encode(self, strings, *args: Any, **kwargs: Any):
-        if self._seed_queue is not None:
-            self._batch = [self._seed_queue[s].popleft() for s in strings]
+        if self._rows is not None:
+            self._rows.encoded(strings)
         return super().tok_batch_encode(strings, *args, **kwargs)
 
     # -- generation ----------------------------------------------------------------------------
 
     def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
-        batch, self._batch = self._batch, None
+        batch = self._rows.rows() if self._rows is not None else None
         if self.fast_decode:
             try:
                 return self._generate_batch(batch, context, max_length, stop, **generation_kwargs, **self._fast_kwargs())
@@ -336,30 +345,32 @@ class HFNoisyLM(HFLM):
         return {"cache_implementation": "static", "compile_config": config}
 
     def _generate_batch(self, batch, context, max_length: int, stop: list[str], **generation_kwargs):
-        if batch is None:
+        if batch is None:  # not a seeded generate_until call: HFLM's own generation
             return super()._model_generate(context, max_length, stop, **generation_kwargs)
         mask = generation_kwargs.pop("attention_mask", None)
         if mask is None:
             mask = torch.ones_like(context)
-        sampling_args = {k: generation_kwargs.pop(k, None) for k in _SAMPLING_KEYS}
-        seeds = torch.tensor([self._seeds[i][0] for i in batch], dtype=torch.int64, device=context.device)
+        plan = self._sampling_plan({k: generation_kwargs.pop(k, None) for k in _SAMPLING_KEYS})
+        rows = self._active_rows()
+        seeds = torch.tensor([rows.seeds[i][0] for i in batch], dtype=torch.int64, device=context.device)
         max_new = max_length - context.shape[1]
         if self.noise.weight is None or self.noise_config.weight_draw == "repeat":
-            out, records = self._generate(context, mask, seeds, max_new, stop, sampling_args, generation_kwargs)
+            out, records = self._generate(context, mask, seeds, max_new, stop, plan, generation_kwargs)
         else:
-            out, records = self._generate_per_sample(context, mask, seeds, max_new, stop, sampling_args, generation_kwargs)
+            out, records = self._generate_per_sample(context, mask, seeds, max_new, stop, plan, generation_kwargs)
         for i, record in zip(batch, records, strict=True):
-            self._records[i] = {"repeat": self._seeds[i][1], "seed": f"{self._seeds[i][0]:016x}", **record}
+            seed, repeat = rows.seeds[i]
+            rows.record(i, repeat=repeat, seed=f"{seed:016x}", **record)
         return out
 
-    def _generate_per_sample(self, context, mask, seeds, max_new, stop, sampling_args, generation_kwargs):
+    def _generate_per_sample(self, context, mask, seeds, max_new, stop, plan, generation_kwargs):
         """weight_draw=sample: generate each row alone, unpadded, under its own draw."""
         rows, records = [], []
         for r in range(context.shape[0]):
             start = int((mask[r] == 0).sum())
             out, rec = self._generate(
                 context[r : r + 1, start:], mask[r : r + 1, start:], seeds[r : r + 1],
-                max_new, stop, sampling_args, generation_kwargs,
+                max_new, stop, plan, generation_kwargs, draw=int(seeds[r]),
             )
             rows.append(torch.cat([context[r], out[0, context.shape[1] - start :]]))
             records.extend(rec)
@@ -369,63 +380,79 @@ class HFNoisyLM(HFLM):
             padded[r, : len(row)] = row
         return padded, records
 
-    def _generate(self, context, mask, seeds, max_new, stop, sampling_args, generation_kwargs):
-        config = self.noise_config
-        sampling = self.seeded_sampling and is_sampling(sampling_args["do_sample"], sampling_args["temperature"])
-        # Seeded sampling draws tokens itself (SeededSampler), so transformers decodes greedily.
-        passthrough = (
-            {"do_sample": False}
-            if self.seeded_sampling
-            else {k: v for k, v in sampling_args.items() if v is not None}
-        )
-        settings = self._sampling_settings(sampling_args)
-        t_base = settings["temperature"] if sampling else config.t_base
-        compensate = config.active and config.temperature_compensation == "auto" and t_base is not None
-        record_alpha = None
-        weight = self.noise.weight
-        # weight_draw=sample: this (single-row) call's own draw; =repeat: the draw is already on.
-        per_sample = weight is not None and config.weight_draw == "sample"
-        weight_draw = weight.perturbed(int(seeds[0])) if per_sample else contextlib.nullcontext()
-        clean = None
-        if compensate:
-            with weight.suspended() if weight is not None else contextlib.nullcontext():
-                clean = self._last_logits(context, mask)
-        dummy, columns = self.noise.dummy, None
-        if dummy is not None:
-            layout = dummy.layout(mask)
-            context, mask = layout.extend(context, mask, dummy.ids(seeds))
+    def _generate(self, context, mask, seeds, max_new, stop, plan: SamplingPlan, generation_kwargs,
+                  draw: int | None = None):
+        """One batch under the noise that is on (and, weight_draw=sample, under the row's weight `draw`):
+        dummy positions, temperature compensation, seeded sampling."""
+        clean = self._clean_last_logits(context, mask) if plan.compensate else None  # before any draw
+        layout, columns = None, None
+        if self.noise.dummy is not None:
+            layout = self.noise.dummy.layout(mask)
+            context, mask = layout.extend(context, mask, self.noise.dummy.ids(seeds))
             columns = layout.columns
-        with weight_draw:
-            if compensate:
-                with self.noise.attached(NoiseState(config, seeds, mask, max_new, dummy_columns=columns)):
-                    noisy = self._last_logits(context, mask)
-                record_alpha = alpha(clean, noisy)
-                temperatures = t_star(t_base, record_alpha)
-                sampling = True
-            else:
-                temperatures = torch.full((len(seeds),), float(t_base or 1.0), device=seeds.device)
+
+        def state() -> NoiseState:  # fresh per forward pass: it tracks the positions it has noised
+            return NoiseState(self.noise_config, seeds, mask, max_new, dummy_columns=columns)
+
+        weight = self.noise.weight
+        with weight.perturbed(draw) if weight is not None and draw is not None else contextlib.nullcontext():
+            temperatures, records = self._temperatures(plan, seeds, clean, context, mask, state)
             # A copy: in the per-sample loop every row shares generation_kwargs.
             processors = LogitsProcessorList(generation_kwargs.get("logits_processor") or [])
-            if sampling:
-                truncation = warpers(settings["top_k"], settings["top_p"], settings["min_p"])
-                processors.append(SeededSampler(seeds, temperatures, context.shape[1], truncation))
-            with self.noise.attached(NoiseState(config, seeds, mask, max_new, dummy_columns=columns)):
+            if plan.sampling or plan.compensate:
+                processors.append(SeededSampler(seeds, temperatures, context.shape[1], plan.truncation))
+            with self.noise.attached(state()):
                 out = super()._model_generate(
                     context,
                     context.shape[1] + max_new,
                     stop,
                     attention_mask=mask,
                     logits_processor=processors,
-                    **passthrough,
+                    **plan.passthrough,
                     **{k: v for k, v in generation_kwargs.items() if k != "logits_processor"},
                 )
-        if dummy is not None:
+        if layout is not None:
             out = layout.strip(out)  # lm-eval slices the continuation at the unextended context's width
-        records = [{} for _ in range(len(seeds))]
-        if record_alpha is not None:
-            for rec, a, t in zip(records, record_alpha.tolist(), temperatures.tolist(), strict=True):
-                rec.update(alpha=a, t_star=t)
         return out, records
+
+    def _temperatures(self, plan: SamplingPlan, seeds, clean, context, mask, state) -> tuple[torch.Tensor, list[dict]]:
+        """Each row's sampling temperature, and its record: t_base, or under temperature_compensation=auto
+        T* = t_base * sqrt(1 + alpha), alpha measured on this prompt's next-token logits (noisy vs clean)."""
+        records: list[dict[str, Any]] = [{} for _ in range(len(seeds))]
+        if clean is None or plan.t_base is None:  # compensation needs both (SamplingPlan.compensate)
+            return torch.full((len(seeds),), float(plan.t_base or 1.0), device=seeds.device), records
+        with self.noise.attached(state()):
+            noisy = self._last_logits(context, mask)
+        alphas = alpha(clean, noisy)
+        temperatures = t_star(plan.t_base, alphas)
+        for rec, a, t in zip(records, alphas.tolist(), temperatures.tolist(), strict=True):
+            rec.update(alpha=a, t_star=t)
+        return temperatures, records
+
+    def _clean_last_logits(self, context, mask) -> torch.Tensor:
+        """The next-token logits with no noise at all (weight noise suspended): alpha's reference."""
+        weight = self.noise.weight
+        with weight.suspended() if weight is not None else contextlib.nullcontext():
+            return self._last_logits(context, mask)
+
+    def _sampling_plan(self, sampling_args: dict) -> SamplingPlan:
+        """How a batch picks its tokens: seeded sampling at the request's (or compensated) temperature, or
+        greedy; with seeded sampling transformers itself decodes greedily over SeededSampler's scores."""
+        config = self.noise_config
+        sampling = self.seeded_sampling and is_sampling(sampling_args["do_sample"], sampling_args["temperature"])
+        settings = self._sampling_settings(sampling_args)
+        t_base = settings["temperature"] if sampling else config.t_base
+        return SamplingPlan(
+            sampling=sampling,
+            t_base=t_base,
+            compensate=config.active and config.temperature_compensation == "auto" and t_base is not None,
+            truncation=warpers(settings["top_k"], settings["top_p"], settings["min_p"]),
+            passthrough=(
+                {"do_sample": False}
+                if self.seeded_sampling
+                else {k: v for k, v in sampling_args.items() if v is not None}
+            ),
+        )
 
     def _sampling_settings(self, sampling_args: dict) -> dict:
         """Temperature/top-k/top-p/min-p as transformers resolves them: the request's value, else the

@@ -83,7 +83,7 @@ class DummyTokens:
             )
         self.module = module
         self.config = config
-        self.k = int(config.noise_dummy_tokens)
+        self.k = int(config.noise_dummy_tokens or 0)
         self.vocab = module.weight.shape[0]
         self.moments = embedding_moments(module) if config.noise_dummy_init == "gaussian" else None
 
@@ -111,6 +111,7 @@ class DummyTokens:
         columns = state.dummy_columns
         if columns is None or state.prefilled or out.shape[1] != columns.shape[1]:
             return None  # decode steps: the dummies are in the KV cache already
+        assert self.moments is not None  # attach() hooks only the gaussian init
         mean, std = (t.to(out.device) for t in self.moments)
         eps = normal(self._keys(state.seeds).to(out.device), out.shape[-1], self.config.noise_dist)
         values = mean + self.config.noise_scale * std * eps  # [B, k, d]

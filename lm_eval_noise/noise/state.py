@@ -23,6 +23,7 @@ def schedule_sigma(config: NoiseConfig, step: torch.Tensor | int, horizon: int) 
     if config.noise_schedule == "constant":
         return config.noise_scale
     start, end = config.noise_scale, config.noise_scale_end
+    assert end is not None  # NoiseConfig requires noise_scale_end with every non-constant schedule
     frac = (torch.as_tensor(step, dtype=torch.float32).clamp(min=0) / max(horizon - 1, 1)).clamp(max=1.0)
     if config.noise_schedule == "linear":
         sigma = start + (end - start) * frac
