@@ -23,9 +23,6 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 NAME = "behaviour"
 TIMEOUT = 3.0

@@ -142,7 +142,7 @@ def _peak_memory(lm, batch: int, tokens: int) -> float:
     return torch.cuda.max_memory_allocated() / 2**20
 
 
-def _peak_rss_child(load_args: tuple, noise: dict | None, batch: int, tokens: int, queue) -> None:
+def _peak_rss_child(load_args: tuple, noise: dict | None, batch: int, tokens: int) -> float:
     """In a fresh process: load, generate once with stock hf (noise None) or hf-noisy, report peak RSS."""
     import resource
 
@@ -167,20 +167,22 @@ def _peak_rss_child(load_args: tuple, noise: dict | None, batch: int, tokens: in
             peak = next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:"))
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put(peak / 1024)  # KiB on Linux
+    return peak / 1024  # KiB on Linux
 
 
 def _peak_rss(load_args: tuple, noise: dict | None, batch: int, tokens: int) -> float:
-    """Peak RSS (MiB) of a process that loads the model and generates once: the CPU's memory figure."""
-    import multiprocessing
+    """Peak RSS (MiB) of a process that loads the model and generates once: the CPU's memory figure.
+    The process runs this file (`--peak-rss`), so a child that fails is reported, never waited for."""
+    import json
+    import subprocess
 
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    child = context.Process(target=_peak_rss_child, args=(load_args, noise, batch, tokens, queue))
-    child.start()
-    peak = queue.get(timeout=1800)
-    child.join()
-    return peak
+    spec = json.dumps([list(load_args), noise, batch, tokens])
+    done = subprocess.run([sys.executable, __file__, "--peak-rss", spec], capture_output=True, text=True,
+                          timeout=1800, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("peak_rss_mib ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"peak RSS child failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+    return float(lines[-1].split()[1])
 
 
 def memory_rows(model, common: dict, load_args: tuple, batch: int, tokens: int) -> list[dict]:
@@ -309,7 +311,14 @@ def main() -> None:
     parser.add_argument("--model_args")
     parser.add_argument("--random-init")
     parser.add_argument("--device")
+    parser.add_argument("--peak-rss", help=argparse.SUPPRESS)  # the child of _peak_rss: JSON arguments
     args = parser.parse_args()
+    if args.peak_rss:
+        import json
+
+        load_args, noise, batch, tokens = json.loads(args.peak_rss)
+        print(f"peak_rss_mib {_peak_rss_child(tuple(load_args), noise, batch, tokens)}")
+        return
     result = run(args.quick, args.model_args, args.random_init, args.device)
     print(result["note"])
     for row in result["rows"]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import json
 import os
 import platform
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 BENCHMARKS = ("generation", "self_bleu", "sandbox", "sweep", "startup", "semantic", "behaviour")
 
@@ -19,6 +20,23 @@ def _benchmarks_dir() -> Path:
     if not (here / "bench_generation.py").exists():
         raise SystemExit("bench: the benchmarks/ folder of a source checkout is needed (git clone, pip install -e .)")
     return here
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """benchmarks/bench_<name>.py as a module, loaded from its file (nothing is added to sys.path)."""
+    module_name = f"bench_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, _benchmarks_dir() / f"{module_name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # registered first: dataclasses and pickling look their module up
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
 
 
 def _fmt(value) -> str:
@@ -79,7 +97,6 @@ def main(argv: list[str]) -> int:
     if unknown:
         parser.error(f"--only: unknown benchmark(s) {', '.join(unknown)}; valid values: {', '.join(BENCHMARKS)}")
     folder = _benchmarks_dir()
-    sys.path.insert(0, str(folder))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         batches = tuple(int(b) for b in args.batch_sizes.split(",")) if args.batch_sizes else None
@@ -99,7 +116,7 @@ def main(argv: list[str]) -> int:
     for name in names:
         print(f"bench: running {name} ...", flush=True)
         start = time.perf_counter()
-        module = importlib.import_module(f"bench_{name}")
+        module = load_benchmark(name)
         result = module.run(quick=args.quick, **options) if name == "generation" else module.run(quick=args.quick)
         result["seconds"] = round(time.perf_counter() - start, 1)
         results.append(result)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from lm_eval_noise import bench
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import bench_generation as gen  # noqa: E402
 from lm_eval_noise.model import FAST_DECODE_COMPILE
+
+gen = bench.load_benchmark("generation")
 
 
 def test_generation_bench_reports_every_case_against_stock_hf(tmp_path, tiny_model, monkeypatch, capsys):

@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from lm_eval_noise.noise import NoiseConfig, NoiseConfigError, NoiseRuntime, NoiseState
-from lm_eval_noise.noise.counter import _unit, mix32, normal, position_hash, position_keys, row_keys
+from lm_eval_noise.noise.counter import _unit, mix32, normal, position_hash, position_keys, row_keys, uniform
 from lm_eval_noise.noise.embedding import mean_embedding_norm
 from lm_eval_noise.noise.state import schedule_sigma
 from lm_eval_noise.noise.targets import decoder_layers, is_linear
@@ -102,6 +102,18 @@ def test_counter_hash_matches_pure_python_reference():
 
     values = [0, 1, 2, 12345, 0xDEADBEEF, 0xFFFFFFFF]
     assert mix32(torch.tensor(values)).tolist() == [ref(v) for v in values]
+
+
+@pytest.mark.parametrize("shape, size", [((3, 5), 33), ((7, 40), 1024), ((2,), 70_000), ((), 5)])
+def test_counter_streams_equal_the_int64_formula(shape, size):
+    """The int32, in-place and (on CPU) blockwise hashing gives exactly the values of the plain int64
+    formula, one hash per value, at every shape and across block boundaries."""
+    keys = torch.randint(0, 2**32, shape, dtype=torch.int64, generator=torch.Generator().manual_seed(size))
+    hashes = mix32(keys[..., None] ^ mix32(torch.arange(size, dtype=torch.int64) * 2 + 1))
+    u = ((hashes >> 9).to(torch.float32) + 0.5) / 2**23
+    assert torch.equal(uniform(keys, size), u)
+    assert torch.equal(normal(keys, size), torch.erfinv(u * 2.0 - 1.0) * math.sqrt(2.0))
+    assert torch.equal(normal(keys, size, "uniform"), (u - 0.5) * math.sqrt(12.0))
 
 
 def test_counter_noise_is_standard_normal_and_independent():
@@ -339,6 +351,28 @@ def test_weight_noise_statistics_and_exact_restore(model):
         raise RuntimeError("boom")
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_weight_originals_on_cpu_are_kept_in_a_file_not_in_memory(model, dtype, tmp_path, monkeypatch):
+    """On CPU the saved originals cost the process no memory (an unlinked file in the cache folder holds
+    exactly the perturbed tensors' bytes) and still restore bit-exactly, in bf16 too."""
+    import copy
+    import os
+
+    monkeypatch.setenv("LM_EVAL_NOISE_CACHE", str(tmp_path))
+    model = copy.deepcopy(model).to(dtype)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    weight = NoiseRuntime(model, NoiseConfig.from_args(noise="weight", noise_scale=0.05)).weight
+    with weight.perturbed(seed=3):
+        assert any(not torch.equal(w, before[n + ".weight"]) for n, w in weight.params.items())
+    with weight.perturbed(seed=4):
+        pass
+    assert weight.host_bytes == 0
+    saved = os.fstat(weight._originals.file.fileno()).st_size
+    assert saved == sum(w.numel() * w.element_size() for w in weight.params.values())
+    assert list(tmp_path.iterdir()) == []  # unlinked: nothing left behind, whatever happens to the process
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_weight_noise_chunks_are_own_streams_whatever_the_thread_count(model, monkeypatch):

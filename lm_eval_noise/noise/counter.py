@@ -30,6 +30,18 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
+def _mix32_int32(x: torch.Tensor) -> torch.Tensor:
+    """mix32 on int32 tensors holding the same 32 bits (two's complement), in place: products wrap modulo
+    2**32 and shifts are made logical by masking. Bit-identical to mix32 (tested) at half the memory
+    traffic and a third of the passes: this is where the noise of a whole decode step is made."""
+    x ^= (x >> 16) & 0xFFFF
+    x *= _C1
+    x ^= (x >> 15) & 0x1FFFF
+    x *= _C2
+    x ^= (x >> 16) & 0xFFFF
+    return x
+
+
 def site_id(name: str) -> int:
     """A stable 32-bit id for an injection site (e.g. 'embedding', 'weight:model.layers.0.mlp')."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "little")
@@ -68,22 +80,57 @@ def index_hash(n: int, device: torch.device) -> torch.Tensor:
     return table
 
 
+_INDEX32_CACHE: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def _index_hash32(n: int, device: torch.device) -> torch.Tensor:
+    """index_hash as int32 (the same 32 bits), cached."""
+    key = (n, str(device))
+    table = _INDEX32_CACHE.get(key)
+    if table is None:
+        table = index_hash(n, device).to(torch.int32)
+        _INDEX32_CACHE[key] = table
+    return table
+
+
 def _unit(h: torch.Tensor) -> torch.Tensor:
-    """32-bit hashes -> float32 uniforms strictly inside (0, 1), symmetric: (k + 0.5) / 2**23. 23 bits,
-    because float32 cannot hold (2**24 - 0.5) / 2**24: it rounds to 1.0 (an infinite Gumbel or erfinv)."""
-    return ((h >> 9).to(torch.float32) + 0.5) * _INV23
+    """32-bit hashes (int64, or int32 holding the same bits) -> float32 uniforms strictly inside (0, 1),
+    symmetric: (k + 0.5) / 2**23, k the top 23 bits. 23 bits, because float32 cannot hold
+    (2**24 - 0.5) / 2**24: it rounds to 1.0 (an infinite Gumbel or erfinv). Exact in float32 either way
+    round: k * 2**-23 + 2**-24 needs 24 significant bits."""
+    return ((h >> 9) & 0x7FFFFF).to(torch.float32).mul_(_INV23).add_(0.5 * _INV23)
 
 
 def normal(keys: torch.Tensor, size: int, dist: str = "gaussian") -> torch.Tensor:
     """Standard noise of shape keys.shape + (size,), one independent stream per key: the inverse normal
     CDF of one hash stream (one hash and one erfinv per value, a third of Box-Muller's tensor ops), or
     (dist="uniform") a uniform of equal std."""
-    u = uniform(keys, size)
     if dist == "uniform":
-        return (u - 0.5) * math.sqrt(12.0)
-    return torch.erfinv(u * 2.0 - 1.0) * math.sqrt(2.0)
+        return _streams(keys, size, lambda u: u.sub_(0.5).mul_(math.sqrt(12.0)))
+    return _streams(keys, size, lambda u: u.mul_(2.0).sub_(1.0).erfinv_().mul_(math.sqrt(2.0)))
 
 
 def uniform(keys: torch.Tensor, size: int) -> torch.Tensor:
     """Uniforms in (0, 1) of shape keys.shape + (size,)."""
-    return _unit(mix32(keys[..., None] ^ index_hash(size, keys.device)))
+    return _streams(keys, size, lambda u: u)
+
+
+# Elements hashed at once on CPU: the dozen passes of the hash then run in the core's cache, not memory
+# (4x faster for a decode step's activation noise than one pass per op over the whole tensor).
+_CPU_BLOCK = 1 << 16
+_is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
+
+
+def _streams(keys: torch.Tensor, size: int, finish) -> torch.Tensor:
+    """finish(uniforms) of shape keys.shape + (size,): one stream of `size` values per key; `finish`
+    maps float32 uniforms in place. Same values whether or not the work is done in blocks."""
+    index = _index_hash32(size, keys.device)
+    flat = keys.reshape(-1).to(torch.int32)
+    rows = max(1, _CPU_BLOCK // size)
+    if keys.device.type != "cpu" or flat.numel() <= rows or _is_compiling():
+        # One pass per op: accelerators want few large kernels, and a compiled graph fuses them anyway.
+        return finish(_unit(_mix32_int32(flat[:, None] ^ index))).view(*keys.shape, size)
+    out = torch.empty(flat.numel(), size, dtype=torch.float32)
+    for start in range(0, flat.numel(), rows):
+        out[start : start + rows] = finish(_unit(_mix32_int32(flat[start : start + rows, None] ^ index)))
+    return out.view(*keys.shape, size)

@@ -4,21 +4,25 @@ A weight draw cannot differ per batch row. With weight_draw=repeat (the default)
 (noise_seed, task, repeat index), perturbs the model for a whole batched pass over that repeat's
 requests; with weight_draw=sample each sample is generated alone under its own draw. The draw comes
 from torch's own generator seeded by (draw, tensor, chunk): a whole model's worth of noise is far
-cheaper from the fused generator than from the counter hash. Originals are kept in host memory (pinned
-when the weights sit on an accelerator) and copied back, so the accelerator holds at most one chunk of
-noise beyond the model, never a second copy of it.
+cheaper from the fused generator than from the counter hash. The originals are saved once and copied
+back after every draw: to pinned host memory when the weights sit on an accelerator, to an unlinked file
+in the project cache when they sit on CPU (there host memory *is* the device's memory; the file's pages
+live in the kernel's reclaimable page cache, not in the process). So the device holds at most one chunk
+of noise beyond the model, never a second copy of it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
 
+from lm_eval_noise.cache import cache_root
 from lm_eval_noise.noise.config import NoiseConfig, NoiseConfigError
 from lm_eval_noise.noise.counter import index_hash, mix32, row_keys, site_id
 from lm_eval_noise.noise.targets import optional_module, select_linear, weight_std
@@ -26,6 +30,59 @@ from lm_eval_noise.noise.targets import optional_module, select_linear, weight_s
 # Elements of noise generated at once: extra accelerator memory is one chunk (8 MiB in float32), never
 # more than a chunk of the tensor being perturbed.
 CHUNK = 1 << 21
+
+
+def _bytes(t: torch.Tensor) -> memoryview:
+    """The raw bytes of a contiguous tensor's storage, writable in place (any dtype, bf16 included)."""
+    return memoryview(t.detach().view(-1).view(torch.uint8).numpy())
+
+
+class Originals:
+    """Bit-exact copies of tensors, restored by copy: pinned host memory for accelerator tensors, an
+    unlinked file for CPU tensors (non-contiguous ones stay in memory)."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.memory: dict[str, torch.Tensor] = {}
+        self.offsets: dict[str, int] = {}
+        self.file = None
+        for name, w in tensors.items():
+            if w.device.type == "cpu" and w.is_contiguous():
+                if self.file is None:
+                    folder = cache_root()
+                    folder.mkdir(parents=True, exist_ok=True)
+                    self.file = tempfile.TemporaryFile(prefix="weight-originals-", dir=folder)
+                self.offsets[name] = self.file.tell()
+                self.file.write(_bytes(w))
+            else:
+                copy = torch.empty(w.shape, dtype=w.dtype, device="cpu", pin_memory=w.device.type == "cuda")
+                copy.copy_(w.detach())
+                self.memory[name] = copy
+        if self.file is not None:
+            self.file.flush()
+
+    @property
+    def memory_bytes(self) -> int:
+        """Process memory the copies take (the file's pages are the kernel's to reclaim)."""
+        return sum(t.numel() * t.element_size() for t in self.memory.values())
+
+    def restore(self, name: str, w: torch.Tensor) -> None:
+        if name in self.memory:
+            w.data.copy_(self.memory[name], non_blocking=False)
+            return
+        assert self.file is not None
+        view = _bytes(w.data)
+        self.file.seek(self.offsets[name])
+        done = 0
+        while done < len(view):  # a regular file reads fully; loop anyway rather than trust it
+            got = self.file.readinto(view[done:])
+            if not got:
+                raise OSError(f"weight noise: the saved original of {name} is truncated")
+            done += got
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 class WeightNoise:
@@ -55,24 +112,19 @@ class WeightNoise:
                 self.params[name] = weight
         self.stds = {name: weight_std(w) for name, w in self.params.items()}
         self.site_ids = torch.tensor([site_id(f"weight:{name}") for name in self.params], dtype=torch.int64)
-        self._originals: dict[str, torch.Tensor] | None = None
+        self._originals: Originals | None = None
         # The draw the weights carry now (None: the originals).
         self.current: int | None = None
 
     def _save_originals(self) -> None:
-        """Host copies of the targeted weights, made once (pinned, so restoring is one DMA per tensor)."""
+        """Copies of the targeted weights, made once, before the first draw."""
         if self._originals is None:
-            originals = {}
-            for name, w in self.params.items():
-                copy = torch.empty(w.shape, dtype=w.dtype, device="cpu", pin_memory=w.device.type == "cuda")
-                copy.copy_(w.detach())
-                originals[name] = copy
-            self._originals = originals
+            self._originals = Originals(self.params)
 
     @property
     def host_bytes(self) -> int:
-        """Host memory the saved originals take (0 before the first draw)."""
-        return sum(t.numel() * t.element_size() for t in (self._originals or {}).values())
+        """Process memory the saved originals take (0 before the first draw and for CPU weights)."""
+        return 0 if self._originals is None else self._originals.memory_bytes
 
     @torch.no_grad()
     def apply(self, seed: int) -> None:
@@ -121,7 +173,7 @@ class WeightNoise:
         if self.current is None or self._originals is None:
             return
         for name, w in self.params.items():
-            w.data.copy_(self._originals[name], non_blocking=False)
+            self._originals.restore(name, w)
         self.current = None
 
     @contextlib.contextmanager
