@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import statistics
 import sys
@@ -173,7 +174,6 @@ def _peak_rss_child(load_args: tuple, noise: dict | None, batch: int, tokens: in
 def _peak_rss(load_args: tuple, noise: dict | None, batch: int, tokens: int) -> float:
     """Peak RSS (MiB) of a process that loads the model and generates once: the CPU's memory figure.
     The process runs this file (`--peak-rss`), so a child that fails is reported, never waited for."""
-    import json
     import subprocess
 
     spec = json.dumps([list(load_args), noise, batch, tokens])
@@ -314,8 +314,6 @@ def main() -> None:
     parser.add_argument("--peak-rss", help=argparse.SUPPRESS)  # the child of _peak_rss: JSON arguments
     args = parser.parse_args()
     if args.peak_rss:
-        import json
-
         load_args, noise, batch, tokens = json.loads(args.peak_rss)
         print(f"peak_rss_mib {_peak_rss_child(tuple(load_args), noise, batch, tokens)}")
         return

@@ -83,7 +83,8 @@ class DummyTokens:
             )
         self.module = module
         self.config = config
-        self.k = int(config.noise_dummy_tokens or 0)
+        assert config.noise_dummy_tokens is not None  # NoiseConfig requires it with noise=dummy
+        self.k = int(config.noise_dummy_tokens)
         self.vocab = module.weight.shape[0]
         self.moments = embedding_moments(module) if config.noise_dummy_init == "gaussian" else None
 

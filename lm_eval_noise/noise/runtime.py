@@ -17,7 +17,9 @@ from lm_eval_noise.noise.lm_head import LMHeadNoise
 from lm_eval_noise.noise.state import NoiseState
 from lm_eval_noise.noise.weight import WeightNoise
 
-_HOOKED: dict[str, Callable[[nn.Module, NoiseConfig], Injector]] = {"embedding": EmbeddingNoise, "activation": ActivationNoise, "hidden": HiddenNoise, "lm_head": LMHeadNoise}
+_HOOKED: dict[str, Callable[[nn.Module, NoiseConfig], Injector]] = {
+    "embedding": EmbeddingNoise, "activation": ActivationNoise, "hidden": HiddenNoise, "lm_head": LMHeadNoise,
+}
 
 
 def core_model(model: nn.Module) -> nn.Module:

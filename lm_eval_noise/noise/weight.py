@@ -39,7 +39,7 @@ def _bytes(t: torch.Tensor) -> memoryview:
 
 class Originals:
     """Bit-exact copies of tensors, restored by copy: pinned host memory for accelerator tensors, an
-    unlinked file for CPU tensors (non-contiguous ones stay in memory)."""
+    unlinked file for CPU tensors (non-contiguous ones stay in memory), closed when this object goes."""
 
     def __init__(self, tensors: dict[str, torch.Tensor]):
         self.memory: dict[str, torch.Tensor] = {}
@@ -78,11 +78,6 @@ class Originals:
             if not got:
                 raise OSError(f"weight noise: the saved original of {name} is truncated")
             done += got
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
 
 
 class WeightNoise:
