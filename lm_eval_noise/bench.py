@@ -89,6 +89,9 @@ def main(argv: list[str]) -> int:
                         "(e.g. eager: trace only, for dry runs)")
     parser.add_argument("--clock", default="wall", help="generation benchmark: wall (default) or cpu (process CPU "
                         "time: robust on oversubscribed shared cores; CPU devices only)")
+    parser.add_argument("--repeat-docs", type=int, help="generation benchmark: docs per timed call of the "
+                        "per-repeat weight rows, one draw each, as in one repeat of a task (default: 64; --quick: "
+                        "one batch)")
     parser.add_argument("--threads", type=int, help="generation benchmark: torch threads (default: torch's)")
     parser.add_argument("--output", help="JSON path (default: benchmarks/results/bench-<time>.json)")
     args = parser.parse_args(argv)
@@ -106,12 +109,15 @@ def main(argv: list[str]) -> int:
         parser.error(f"--batch-sizes: expected comma-separated positive integers such as 1,8,32, got {args.batch_sizes!r}")
     if args.tokens is not None and args.tokens < 1:
         parser.error(f"--tokens: expected a positive number of new tokens, got {args.tokens}")
+    if args.repeat_docs is not None and args.repeat_docs < 1:
+        parser.error(f"--repeat-docs: expected a positive number of docs, got {args.repeat_docs}")
     if args.pairs is not None and args.pairs < 1:
         parser.error(f"--pairs: expected a positive number of pairs, got {args.pairs}")
     options = {"model_args": args.model_args, "random_init": args.random_init, "device": args.device,
                "batches": batches, "tokens": args.tokens, "pairs": args.pairs, "dtype": args.dtype,
                "cases": tuple(c.strip() for c in args.cases.split(",")) if args.cases else None,
-               "compile_backend": args.compile_backend, "clock": args.clock, "threads": args.threads}
+               "compile_backend": args.compile_backend, "clock": args.clock, "threads": args.threads,
+               "repeat_docs": args.repeat_docs}
     results = []
     for name in names:
         print(f"bench: running {name} ...", flush=True)

@@ -16,7 +16,7 @@ def test_generation_bench_reports_every_case_against_stock_hf(tmp_path, tiny_mod
     monkeypatch.setitem(FAST_DECODE_COMPILE, "backend", "eager")  # trace only: no C++ code generation
     output = tmp_path / "bench.json"
     code = bench.main(["--only", "generation", "--batch-sizes", "1,2", "--tokens", "3", "--pairs", "2",
-                       "--clock", "cpu", "--output", str(output)])
+                       "--repeat-docs", "3", "--clock", "cpu", "--output", str(output)])
     assert code == 0
     (result,) = json.loads(output.read_text())["results"]
     rows = {row["case"]: row for row in result["rows"]}
@@ -30,6 +30,8 @@ def test_generation_bench_reports_every_case_against_stock_hf(tmp_path, tiny_mod
         assert low <= row["ratio"] <= high  # the median pair ratio lies inside the pairs' range
         assert row["verdict"] == gen.verdict(low, high, row["target"])
     assert rows["weight (per repeat) bs=2"]["target"] == 0.95
+    # per-repeat rows time a whole repeat of --repeat-docs docs (two batches of 2 here); other rows one batch
+    assert rows["weight (per repeat) bs=2"]["docs"] == 3 and "docs" not in rows["activation bs=2"]
     agreement = [row for row in result["rows"] if "same samples as eager" in row["case"]]
     assert len(agreement) == 4 and all(row["ratio"] == 1.0 for row in agreement)  # fp32: fast == eager
     (memory,) = [row for row in result["rows"] if row["case"].startswith("peak RSS, weight noise")]
@@ -58,6 +60,9 @@ def test_bench_rejects_bad_arguments_naming_the_valid_values(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--pairs", "0"])
     assert "--pairs: expected a positive number" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--repeat-docs", "0"])
+    assert "--repeat-docs: expected a positive number of docs" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--cases: unknown case.s. banana; valid values: embedding, hidden"):
         gen.run(cases=("banana",))
     with pytest.raises(SystemExit, match="--clock: 'sundial' is not valid; valid values: wall, cpu"):

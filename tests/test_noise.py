@@ -9,6 +9,7 @@ import torch
 from scipy import stats
 
 from lm_eval_noise.noise import NoiseConfig, NoiseConfigError, NoiseRuntime, NoiseState
+from lm_eval_noise.noise.base import feature_std
 from lm_eval_noise.noise.counter import _unit, mix32, normal, position_hash, position_keys, row_keys, uniform
 from lm_eval_noise.noise.embedding import mean_embedding_norm
 from lm_eval_noise.noise.state import schedule_sigma
@@ -114,6 +115,24 @@ def test_counter_streams_equal_the_int64_formula(shape, size):
     assert torch.equal(uniform(keys, size), u)
     assert torch.equal(normal(keys, size), torch.erfinv(u * 2.0 - 1.0) * math.sqrt(2.0))
     assert torch.equal(normal(keys, size, "uniform"), (u - 0.5) * math.sqrt(12.0))
+    # a per-stream factor (position mask times sigma) is applied in the same pass, to the same values
+    factor = (torch.rand(shape, generator=torch.Generator().manual_seed(1)) > 0.3) * 0.05
+    assert torch.equal(normal(keys, size, factor=factor), normal(keys, size) * factor[..., None])
+    assert torch.equal(normal(keys, size, "uniform", factor), normal(keys, size, "uniform") * factor[..., None])
+
+
+@pytest.mark.parametrize("width", [64, 512, 1024, 2816])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_feature_std_equals_torch_std_and_ignores_the_batch(width, dtype):
+    """The relative-noise std (a float64 two-pass sum on wide CPU rows) gives torch.std's values, and a
+    row's value is the same alone as among 31 others."""
+    generator = torch.Generator().manual_seed(width)
+    rows = torch.randn(2000, width, generator=generator) * torch.rand(2000, 1, generator=generator) * 5 + 0.3
+    x = rows.to(dtype).view(250, 8, width)
+    assert torch.equal(feature_std(x), x.std(dim=-1, keepdim=True))
+    batch = x[:32, :1]  # [32, 1, width]: a decode step's input
+    alone = torch.cat([feature_std(batch[i : i + 1]) for i in range(32)])
+    assert torch.equal(feature_std(batch), alone)
 
 
 def test_counter_noise_is_standard_normal_and_independent():
@@ -508,11 +527,17 @@ def test_zero_scale_attaches_nothing(model):
     {"noise": "hidden", "noise_layer": 1, "noise_scale": 0.2, "noise_schedule": "linear", "noise_scale_end": 0.6},
     {"noise": "lm_head", "noise_scale": 0.4, "noise_positions": "generated"},
     {"noise": "activation", "noise_scale": 0.2, "noise_schedule": "cosine", "noise_scale_end": 0.05},
+    {"noise": "activation", "noise_scale": 0.2, "noise_positions": "generated"},  # sigma folded into the tables
+    {"noise": "hidden", "noise_layer": 1, "noise_scale": 0.3, "noise_first_k": 12},
 ])
 def test_decode_noise_drawn_ahead_equals_the_per_step_draw(model, monkeypatch, args):
     """Eager decode steps read their noise from lookahead tables: the logits of every step must be
-    exactly those of drawing at each step (tables disabled), across table boundaries and left padding."""
+    exactly those of drawing at each step (tables disabled), across table boundaries and left padding,
+    with tables hashed in blocks and refilled in the spent table's memory (a short last table included)."""
+    import lm_eval_noise.noise.counter as counter
     import lm_eval_noise.noise.state as state_module
+
+    monkeypatch.setattr(counter, "_CPU_BLOCK", 256)  # blocks of a few rows, as a large model's tables are
 
     config = NoiseConfig.from_args(**args)
     runtime = NoiseRuntime(model, config)

@@ -46,16 +46,21 @@ class ActivationNoise:
         if drawn is None:
             batch, width = len(state.seeds), state.width
             drawn = {}
-            if width == 1 and state.lookahead(self.groups[0][2], self.groups[0][0]) is not None:
-                # Eager decode step: every group's noise comes from its lookahead table (mask applied).
+            scaled = self.config.noise_schedule == "constant"
+            if width == 1 and state.lookahead(self.groups[0][2], self.groups[0][0], scaled=scaled) is not None:
+                # Eager decode step: every group's noise comes from its lookahead table (mask applied, and
+                # sigma too unless a schedule changes it per step).
                 for size, names, sites in self.groups:
-                    noise = (state.lookahead(sites, size) * state.scale[None]).to(dtype)
+                    ahead = state.lookahead(sites, size, scaled=scaled)
+                    assert ahead is not None  # the first group's table exists, so every group's does
+                    noise = (ahead if scaled else ahead * state.scale[None]).to(dtype)
                     drawn.update(zip(names, noise.unbind(0), strict=True))
             elif batch * width * self.elements <= ALL_SITES_MAX:
-                factor = state.position_mask(width)[None, ..., None] * state.scale[None]  # [1, B, T, 1]
+                # mask is 0 or 1: the same values as noise * mask * sigma
+                factor = state.position_mask(width)[None] * state.scale[None, :, :, 0]  # [1, B, T]
                 for size, names, sites in self.groups:
                     keys = state.site_keys(sites)[:, :, None] ^ state.position_hash_for(width)[None]
-                    noise = (normal(keys, size, self.config.noise_dist) * factor).to(dtype)
+                    noise = normal(keys, size, self.config.noise_dist, factor).to(dtype)
                     drawn.update(zip(names, noise.unbind(0), strict=True))
             state.shared[self] = drawn
         return drawn or None

@@ -32,7 +32,30 @@ def token_noise(state: NoiseState, site: int, width: int, size: int, device: tor
 def scaled_token_noise(state: NoiseState, site: int, width: int, size: int, dtype: torch.dtype,
                        device: torch.device) -> torch.Tensor:
     """token_noise times each row's sigma, in `dtype`: what add_relative_noise multiplies by std(x)."""
+    if width == 1 and state.config.noise_schedule == "constant":
+        ahead = state.lookahead(site, size, scaled=True)
+        if ahead is not None:
+            return ahead.to(device, dtype)
     return (token_noise(state, site, width, size, device) * state.scale.to(device)).to(dtype)
+
+
+# Feature widths from which CPU rows take the two-pass float64 std: 4-7x faster than torch's CPU std
+# (a one-value-at-a-time Welford loop, the largest noise cost of a decode step at batch 32) on a
+# [32, 1024] decode input, and slower only on single short rows. Chosen by width, never by batch size, so
+# a row's std is computed the same way at any batch size.
+FAST_STD_MIN_WIDTH = 512
+
+
+def feature_std(x: torch.Tensor) -> torch.Tensor:
+    """std over the last dim (unbiased, keepdim). On CPU rows of FAST_STD_MIN_WIDTH features or more: a
+    centred sum of squares in float64, rounded once to x's dtype. It equals torch.std (tested) in fp32,
+    bf16 and fp16; of 155,000 rows of widths 512-4096 only one differed, in the last bit, and its mean was
+    10**4 times its std."""
+    if x.device.type != "cpu" or x.shape[-1] < FAST_STD_MIN_WIDTH:
+        return x.std(dim=-1, keepdim=True)
+    centred = x.to(torch.float64)
+    centred -= centred.mean(dim=-1, keepdim=True)
+    return centred.square_().sum(dim=-1, keepdim=True).div_(x.shape[-1] - 1).sqrt_().to(x.dtype)
 
 
 def add_relative_noise(x: torch.Tensor, state: NoiseState, site: int, noise: torch.Tensor | None = None,
@@ -56,12 +79,16 @@ def add_relative_noise(x: torch.Tensor, state: NoiseState, site: int, noise: tor
     if noise is None:
         eps = scaled_token_noise(state, site, x.shape[1], x.shape[-1], x.dtype, x.device)
     else:
-        eps = noise[:, -x.shape[1]:].to(x.device, x.dtype)  # the head may see only the last tokens
+        # The head may see only the last tokens. Slice and convert only when needed: together they cost 5 us
+        # per call even as no-ops, and this runs for every Linear at every decode step.
+        eps = noise if noise.shape[1] == x.shape[1] else noise[:, -x.shape[1]:]
+        if eps.device != x.device or eps.dtype != x.dtype:
+            eps = eps.to(x.device, x.dtype)
     last = state.shared.get("std") if share_std else None
     if last is not None and last[0] is source:
         std = last[1]
     else:
-        std = x.std(dim=-1, keepdim=True)
+        std = feature_std(x)
         if share_std:
             state.shared["std"] = (source, std)
     out = torch.addcmul(x, eps, std)

@@ -138,34 +138,47 @@ class NoiseState:
         if self.counting:
             self.col.add_(width)
 
-    def lookahead(self, site: int | tuple[int, ...], size: int, per_sequence: bool = False) -> torch.Tensor | None:
+    def lookahead(self, site: int | tuple[int, ...], size: int, per_sequence: bool = False,
+                  scaled: bool = False) -> torch.Tensor | None:
         """The current decode step's token_noise from its site's lookahead table ([B, 1, size], or
-        [S, B, 1, size] for a site group), or None where the step draws for itself."""
+        [S, B, 1, size] for a site group), or None where the step draws for itself. `scaled`: the table
+        holds the noise times each row's sigma already (constant schedules only: sigma never changes)."""
         step = self._step
         if step is None:
             return None
-        key = (site, size, per_sequence)
+        if scaled and self.config.noise_schedule != "constant":
+            raise ValueError("lookahead(scaled=True) needs a constant noise_schedule: sigma changes per step")
+        key = (site, size, per_sequence, scaled)
         entry = self._tables.get(key)
         if entry is None or step >= entry[0] + entry[1].shape[-2]:
             sites = len(site) if isinstance(site, tuple) else 1
             ahead = min(LOOKAHEAD, max(self.max_new_tokens - step, 1), LOOKAHEAD_MAX // (sites * len(self.seeds) * size))
             if ahead < 1:
                 return None
-            entry = (step, self._draw_ahead(site, size, per_sequence, step, ahead))
+            # The spent table's memory takes the new one: nothing reads a past step's noise any more.
+            spent = None if entry is None else entry[1].view(-1)
+            entry = (step, self._draw_ahead(site, size, per_sequence, step, ahead, scaled, spent))
             self._tables[key] = entry
         index = step - entry[0]
         return entry[1][..., index : index + 1, :]
 
-    def _draw_ahead(self, site, size: int, per_sequence: bool, step: int, ahead: int) -> torch.Tensor:
-        """token_noise of decode steps step..step+ahead-1: their tokens sit at prompt_len + step + i."""
+    def _draw_ahead(self, site, size: int, per_sequence: bool, step: int, ahead: int, scaled: bool,
+                    spent: torch.Tensor | None = None) -> torch.Tensor:
+        """token_noise (times sigma when `scaled`) of decode steps step..step+ahead-1: their tokens sit at
+        prompt_len + step + i."""
         positions = self.prompt_lens[:, None] + step + torch.arange(ahead, device=self.pads.device)
+        factor = self._build_mask(positions)  # [B, ahead]
+        if scaled:
+            factor = factor * self.scale.reshape(-1, 1)  # mask is 0 or 1: the same values as noise * mask * sigma
         keys = self.site_keys(site)
-        hashes = None if per_sequence else position_hash(positions)
-        if isinstance(site, tuple):
-            keys = keys[:, :, None] ^ hashes[None] if hashes is not None else keys[:, :, None]
-        else:
-            keys = position_keys(keys, hashes)
-        return normal(keys, size, self.config.noise_dist) * self._build_mask(positions)[..., None]
+        if per_sequence:  # one draw per row, repeated at every step
+            return normal(keys[..., None], size, self.config.noise_dist) * factor[..., None]
+        hashes = position_hash(positions)
+        keys = keys[:, :, None] ^ hashes[None] if isinstance(site, tuple) else position_keys(keys, hashes)
+        need = keys.numel() * size
+        out = spent[:need] if spent is not None and spent.numel() >= need else None
+        return normal(keys, size, self.config.noise_dist, factor, out)
+
     def positions_for(self, width: int) -> torch.Tensor:
         """Positions of the last `width` tokens of the current forward (lm_head may see only the last)."""
         return self.positions[:, -width:]
