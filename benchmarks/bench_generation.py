@@ -278,7 +278,7 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
         for case, noise in chosen.items():
             print(f"generation: {case} bs={batch}", file=sys.stderr, flush=True)
             noisy = HFNoisyLM(batch_size=batch, **common, **noise)
-            docs = max(batch, repeat_docs) if case == "weight (per repeat)" else batch
+            docs = max(batch, repeat_docs) if case.startswith("weight (per repeat)") else batch
             timed = time_pairs(stock, noisy, batch, tokens, pairs, docs)
             if docs != batch:
                 timed["docs"] = docs
@@ -313,9 +313,10 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
                  f"greedy, timed by {clock} clock; ratio = hf-noisy / hf tokens/s (higher is better): the median over {pairs} interleaved (hf, hf-noisy) pairs, with the "
                  "range of the pair ratios; a target is met only when the whole range clears it. 'vs eager' rows "
                  "compare fast_decode with the eager hf-noisy path (the compile happens in the untimed warm-up). "
-                 f"Per-repeat weight rows time whole repeats of {repeat_docs or 'one batch of'} docs (one batch when "
-                 "that is more): one draw and one restore per call, as in one repeat of a task of that many docs; "
-                 "per-sample draws generate each sample alone."),
+                 + (f"Per-repeat weight rows time whole repeats of {repeat_docs} docs (one batch if that is more): "
+                    "one draw and one restore per call, as in one repeat of a task of that many docs; "
+                    if repeat_docs else "Per-repeat weight rows time one batch per call, one draw each; ")
+                 + "per-sample draws generate each sample alone."),
     }
 
 

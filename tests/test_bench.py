@@ -30,7 +30,7 @@ def test_generation_bench_reports_every_case_against_stock_hf(tmp_path, tiny_mod
         assert low <= row["ratio"] <= high  # the median pair ratio lies inside the pairs' range
         assert row["verdict"] == gen.verdict(low, high, row["target"])
     assert rows["weight (per repeat) bs=2"]["target"] == 0.95
-    # per-repeat rows time a whole repeat of --repeat-docs docs (two batches of 2 here); other rows one batch
+    # per-repeat rows time a whole repeat of --repeat-docs docs (batches of 2 and 1 here); other rows one batch
     assert rows["weight (per repeat) bs=2"]["docs"] == 3 and "docs" not in rows["activation bs=2"]
     agreement = [row for row in result["rows"] if "same samples as eager" in row["case"]]
     assert len(agreement) == 4 and all(row["ratio"] == 1.0 for row in agreement)  # fp32: fast == eager

@@ -556,3 +556,27 @@ def test_decode_noise_drawn_ahead_equals_the_per_step_draw(model, monkeypatch, a
         logits.append(torch.stack(out.logits))
         assert (state._tables != {}) == (limit > 0)
     assert torch.equal(logits[0], logits[1])
+
+
+def test_activation_decode_step_draws_per_step_when_one_group_gets_no_table(model, monkeypatch):
+    """Each input width sizes its own lookahead table: when a narrow group gets one and a wide group
+    does not, the step draws per step, with the same logits as drawing per step throughout."""
+    import lm_eval_noise.noise.state as state_module
+
+    config = NoiseConfig.from_args(noise="activation", noise_scale=0.2,
+                                   noise_targets="*.layers.0.self_attn.q_proj+*.down_proj")
+    runtime = NoiseRuntime(model, config)
+    (narrow, _, _), (wide, wide_names, _) = runtime.injectors[0].groups
+    assert narrow < wide and len(wide_names) > 1
+    ids = _ids(model, batch=3, width=6)
+    mask = torch.ones_like(ids)
+    logits = []
+    for limit in (3 * narrow * 2, 0):  # the narrow group's table only, then no tables
+        monkeypatch.setattr(state_module, "LOOKAHEAD_MAX", limit)
+        state = NoiseState(config, torch.tensor([11, 22, 33]), mask, max_new_tokens=6)
+        with torch.no_grad(), runtime.attached(state):
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, min_new_tokens=6,
+                                 do_sample=False, output_logits=True, return_dict_in_generate=True,
+                                 pad_token_id=0)
+        logits.append(torch.stack(out.logits))
+    assert torch.equal(logits[0], logits[1])

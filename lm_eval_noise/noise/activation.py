@@ -47,12 +47,13 @@ class ActivationNoise:
             batch, width = len(state.seeds), state.width
             drawn = {}
             scaled = self.config.noise_schedule == "constant"
-            if width == 1 and state.lookahead(self.groups[0][2], self.groups[0][0], scaled=scaled) is not None:
-                # Eager decode step: every group's noise comes from its lookahead table (mask applied, and
-                # sigma too unless a schedule changes it per step).
-                for size, names, sites in self.groups:
-                    ahead = state.lookahead(sites, size, scaled=scaled)
-                    assert ahead is not None  # the first group's table exists, so every group's does
+            # Eager decode step: every group's noise from its lookahead table (mask applied, and sigma too
+            # unless a schedule changes it per step). Each group sizes its own table, so a wide group can
+            # get none where a narrow one gets one: then this step draws per step like any other forward.
+            tables = [state.lookahead(sites, size, scaled=scaled) for size, _, sites in self.groups] if width == 1 else []
+            if tables and all(ahead is not None for ahead in tables):
+                for ahead, (_, names, _) in zip(tables, self.groups, strict=True):
+                    assert ahead is not None
                     noise = (ahead if scaled else ahead * state.scale[None]).to(dtype)
                     drawn.update(zip(names, noise.unbind(0), strict=True))
             elif batch * width * self.elements <= ALL_SITES_MAX:
