@@ -521,6 +521,15 @@ def test_zero_scale_attaches_nothing(model):
     assert runtime.injectors == [] and runtime.weight is None
 
 
+def _decode_logits(model, runtime: NoiseRuntime, ids: torch.Tensor, mask: torch.Tensor, tokens: int):
+    """Greedy logits of `tokens` decode steps under the runtime's noise (seeds 11, 22, 33) and the state."""
+    state = NoiseState(runtime.config, torch.tensor([11, 22, 33]), mask, max_new_tokens=tokens)
+    with torch.no_grad(), runtime.attached(state):
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=tokens, min_new_tokens=tokens,
+                             do_sample=False, output_logits=True, return_dict_in_generate=True, pad_token_id=0)
+    return torch.stack(out.logits), state
+
+
 @pytest.mark.parametrize("args", [
     {"noise": "embedding", "noise_scale": 0.3},
     {"noise": "embedding", "noise_scale": 0.3, "noise_scope": "per_sequence", "embed_norm": "input", "noise_first_k": 9},
@@ -548,12 +557,8 @@ def test_decode_noise_drawn_ahead_equals_the_per_step_draw(model, monkeypatch, a
     for lookahead, limit in ((4, state_module.LOOKAHEAD_MAX), (4, 0)):  # tables of 4 steps, then none
         monkeypatch.setattr(state_module, "LOOKAHEAD", lookahead)
         monkeypatch.setattr(state_module, "LOOKAHEAD_MAX", limit)
-        state = NoiseState(config, torch.tensor([11, 22, 33]), mask, max_new_tokens=10)
-        with torch.no_grad(), runtime.attached(state):
-            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=10, min_new_tokens=10,
-                                 do_sample=False, output_logits=True, return_dict_in_generate=True,
-                                 pad_token_id=0)
-        logits.append(torch.stack(out.logits))
+        step_logits, state = _decode_logits(model, runtime, ids, mask, 10)
+        logits.append(step_logits)
         assert (state._tables != {}) == (limit > 0)
     assert torch.equal(logits[0], logits[1])
 
@@ -573,10 +578,7 @@ def test_activation_decode_step_draws_per_step_when_one_group_gets_no_table(mode
     logits = []
     for limit in (3 * narrow * 2, 0):  # the narrow group's table only, then no tables
         monkeypatch.setattr(state_module, "LOOKAHEAD_MAX", limit)
-        state = NoiseState(config, torch.tensor([11, 22, 33]), mask, max_new_tokens=6)
-        with torch.no_grad(), runtime.attached(state):
-            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, min_new_tokens=6,
-                                 do_sample=False, output_logits=True, return_dict_in_generate=True,
-                                 pad_token_id=0)
-        logits.append(torch.stack(out.logits))
+        step_logits, state = _decode_logits(model, runtime, ids, mask, 6)
+        logits.append(step_logits)
+        assert (state._tables != {}) == (limit > 0)
     assert torch.equal(logits[0], logits[1])
