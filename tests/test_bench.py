@@ -30,6 +30,9 @@ def test_generation_bench_reports_every_case_against_stock_hf(tmp_path, tiny_mod
         assert low <= row["ratio"] <= high  # the median pair ratio lies inside the pairs' range
         assert row["verdict"] == gen.verdict(low, high, row["target"])
     assert rows["weight (per repeat) bs=2"]["target"] == 0.95
+    # the tiny model's own targets: 0.9 for the hooks, none for activation noise (llama-mid's 0.97 / 0.85)
+    assert rows["embedding bs=2"]["target"] == 0.9 and rows["activation bs=2"]["target"] is None
+    assert gen.TARGETS["embedding"] == 0.97 and gen.TARGETS["activation"] == 0.85
     # per-repeat rows time a whole repeat of --repeat-docs docs (batches of 2 and 1 here); other rows one batch
     assert rows["weight (per repeat) bs=2"]["docs"] == 3 and "docs" not in rows["activation bs=2"]
     agreement = [row for row in result["rows"] if "same samples as eager" in row["case"]]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 import torch
 from scipy import stats
 
-from lm_eval_noise.noise import NoiseConfig, NoiseConfigError, NoiseRuntime, NoiseState
+from lm_eval_noise.noise import NoiseConfig, NoiseConfigError, NoiseRuntime, NoiseState, compiled
 from lm_eval_noise.noise.base import feature_std
 from lm_eval_noise.noise.counter import _unit, mix32, normal, position_hash, position_keys, row_keys, uniform
 from lm_eval_noise.noise.embedding import mean_embedding_norm
@@ -23,6 +24,18 @@ B, T = 4, 48
 def model(request):
     # Where noise lands and how strong it is depend on the architecture, not on training.
     return untrained_model(request.param)
+
+
+@pytest.fixture(params=["compiled", "tensor ops"])
+def cpu_path(request, monkeypatch):
+    """Runs a test on both CPU paths: numba's compiled kernels (the `fast` extra, installed by the
+    tested set, so a kernel that fails to build fails here) and the tensor code they replace."""
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+        assert compiled.kernels() is not None
+    else:
+        monkeypatch.setattr(compiled, "_KERNELS", False)
+    return request.param
 
 
 def _ids(model, batch=B, width=T, seed=0):
@@ -105,10 +118,10 @@ def test_counter_hash_matches_pure_python_reference():
     assert mix32(torch.tensor(values)).tolist() == [ref(v) for v in values]
 
 
-@pytest.mark.parametrize("shape, size", [((3, 5), 33), ((7, 40), 1024), ((2,), 70_000), ((), 5)])
-def test_counter_streams_equal_the_int64_formula(shape, size):
-    """The int32, in-place and (on CPU) blockwise hashing gives exactly the values of the plain int64
-    formula, one hash per value, at every shape and across block boundaries."""
+@pytest.mark.parametrize("shape, size", [((3, 5), 33), ((7, 40), 1024), ((2,), 70_000), ((), 5), ((0, 3), 7)])
+def test_counter_streams_equal_the_int64_formula(shape, size, cpu_path):
+    """The int32, in-place and (on CPU) blockwise hashing, tensor ops or compiled, gives exactly the values
+    of the plain int64 formula, one hash per value, at every shape and across block boundaries."""
     keys = torch.randint(0, 2**32, shape, dtype=torch.int64, generator=torch.Generator().manual_seed(size))
     hashes = mix32(keys[..., None] ^ mix32(torch.arange(size, dtype=torch.int64) * 2 + 1))
     u = ((hashes >> 9).to(torch.float32) + 0.5) / 2**23
@@ -121,11 +134,23 @@ def test_counter_streams_equal_the_int64_formula(shape, size):
     assert torch.equal(normal(keys, size, "uniform", factor), normal(keys, size, "uniform") * factor[..., None])
 
 
-@pytest.mark.parametrize("width", [64, 512, 1024, 2816])
+def test_cpu_noise_runs_as_tensor_ops_without_numba(monkeypatch):
+    """Without numba (the `fast` extra is optional) the kernels are reported missing and the CPU noise
+    is drawn by the tensor code, with the same values as the compiled hash gives."""
+    keys = torch.arange(40, dtype=torch.int64) * 2654435761
+    reference = normal(keys, 3000)
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now raises ImportError
+    monkeypatch.delitem(sys.modules, "lm_eval_noise.noise.numba_kernels", raising=False)
+    monkeypatch.setattr(compiled, "_KERNELS", None)
+    assert compiled.kernels() is None
+    assert torch.equal(normal(keys, 3000), reference)
+
+
+@pytest.mark.parametrize("width", [64, 512, 1001, 2816])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_feature_std_equals_torch_std_and_ignores_the_batch(width, dtype):
-    """The relative-noise std (a float64 two-pass sum on wide CPU rows) gives torch.std's values, and a
-    row's value is the same alone as among 31 others."""
+def test_feature_std_equals_torch_std_and_ignores_the_batch(width, dtype, cpu_path):
+    """The relative-noise std (a float64 two-pass sum on wide CPU rows, compiled or tensor ops) gives
+    torch.std's values, and a row's value is the same alone as among 31 others."""
     generator = torch.Generator().manual_seed(width)
     rows = torch.randn(2000, width, generator=generator) * torch.rand(2000, 1, generator=generator) * 5 + 0.3
     x = rows.to(dtype).view(250, 8, width)

@@ -7,7 +7,8 @@ from typing import Protocol
 import torch
 from torch.utils.hooks import RemovableHandle
 
-from lm_eval_noise.noise.counter import normal, position_keys
+from lm_eval_noise.noise import compiled
+from lm_eval_noise.noise.counter import is_compiling, normal, position_keys
 from lm_eval_noise.noise.state import NoiseState
 
 
@@ -53,12 +54,18 @@ def feature_std(x: torch.Tensor) -> torch.Tensor:
     """std over the last dim (unbiased, keepdim). On CPU rows of a width in FAST_STD_WIDTHS: a centred
     sum of squares in float64, rounded once to x's dtype. Tested against torch.std in fp32, bf16 and fp16:
     of 155,000 rows of widths 512-4096, one differed, in the last bit, and its mean was 10**4 times its
-    std."""
+    std. float32 rows run compiled when numba is there (numba_kernels.row_std): its float64 sums add in
+    another order, so a row whose std sits on a float32 rounding boundary can round the other way (none
+    of 84,000 random rows did; rows built for it do), one ulp off."""
     width = x.shape[-1]
     if x.device.type != "cpu" or width not in FAST_STD_WIDTHS:
         return x.std(dim=-1, keepdim=True)
     rows = x.reshape(-1, width)
     out = torch.empty(rows.shape[0], 1, dtype=x.dtype)
+    kernels = compiled.kernels() if x.dtype == torch.float32 and not is_compiling() else None
+    if kernels is not None:  # the same two passes compiled: one call instead of eight cache-cold ops
+        kernels.row_std(rows.detach().contiguous().numpy(), out.numpy())
+        return out.view(*x.shape[:-1], 1)
     step = max(1, _STD_CHUNK // width)
     for start in range(0, rows.shape[0], step):  # each row alone: the same value in any chunk
         centred = rows[start : start + step].to(torch.float64)

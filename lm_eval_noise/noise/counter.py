@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from lm_eval_noise.noise import compiled
+
 _M32 = 0xFFFFFFFF
 # Multipliers are odd and below 2**31, so products of 32-bit values fit in int64 without overflow.
 _C1 = 0x7FEB352D
@@ -116,11 +118,12 @@ _OUTPUTS = {
     "gaussian": (2.0 * _INV23, _INV23 - 1.0, lambda v: v.erfinv_().mul_(math.sqrt(2.0))),  # _unit * 2 - 1
     "uniform": (_INV23, 0.5 * _INV23 - 0.5, lambda v: v.mul_(math.sqrt(12.0))),  # _unit - 0.5
 }
-# Elements hashed at once on CPU: the dozen passes of the hash then run in the core's cache, not memory
-# (5x faster for a decode step's activation noise than one pass per op over the whole tensor; blocks of
-# 2**17 beat 2**16 and 2**18 on a 2 MiB L2).
+# Elements hashed at once on CPU: the dozen passes of the tensor hash, or the compiled hash and the
+# distribution's map, then run in the core's cache, not memory (5x faster for a decode step's activation
+# noise than one pass per op over the whole tensor; blocks of 2**17 beat 2**16 and 2**18 on a 2 MiB L2).
 _CPU_BLOCK = 1 << 17
-_is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
+# torch.compiler.is_compiling is missing from the oldest torch releases pyproject admits.
+is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
 
 
 def _streams(keys: torch.Tensor, size: int, output: str, factor: torch.Tensor | None = None,
@@ -129,10 +132,12 @@ def _streams(keys: torch.Tensor, size: int, output: str, factor: torch.Tensor | 
     values per key. Same values whether or not the work is done in blocks."""
     a, b, post = _OUTPUTS[output]
     index = index_hash(size, keys.device, torch.int32)
-    flat = keys.reshape(-1).to(torch.int32)
+    flat = keys.reshape(-1).to(torch.int32).contiguous()  # the compiled hash reads it as a flat array
     scale = None if factor is None else factor.to(keys.device, torch.float32).expand(keys.shape).reshape(-1, 1)
     rows = max(1, _CPU_BLOCK // size)
-    if keys.device.type != "cpu" or flat.numel() <= rows or _is_compiling():
+    cpu = keys.device.type == "cpu" and not is_compiling()
+    kernels = compiled.kernels() if cpu else None
+    if not cpu or (kernels is None and flat.numel() <= rows):
         # One pass per op: accelerators want few large kernels, and a compiled graph fuses them anyway.
         out = ((_mix32_int32(flat[:, None] ^ index) >> 9) & 0x7FFFFF).to(torch.float32).mul_(a).add_(b)
         out = out if post is None else post(out)
@@ -141,14 +146,21 @@ def _streams(keys: torch.Tensor, size: int, output: str, factor: torch.Tensor | 
     if out is None or out.dtype != torch.float32 or out.numel() != flat.numel() * size or not out.is_contiguous():
         out = torch.empty(flat.numel(), size, dtype=torch.float32)
     out = out.view(flat.numel(), size)
-    hashes = torch.empty(rows, size, dtype=torch.int32)
-    scratch = torch.empty_like(hashes)
+    if kernels is not None:  # the hash and affine step compiled: one pass per value
+        keys_u32, index_u32, out_np = flat.numpy().view("uint32"), index.numpy().view("uint32"), out.numpy()
+    else:
+        hashes = torch.empty(rows, size, dtype=torch.int32)
+        scratch = torch.empty_like(hashes)
     for start in range(0, flat.numel(), rows):
         stop = min(start + rows, flat.numel())
-        h, o = hashes[: stop - start], out[start:stop]
-        torch.bitwise_xor(flat[start:stop, None], index, out=h)
-        _mix32_int32(h, scratch[: stop - start])
-        o.copy_(h.bitwise_right_shift_(9).bitwise_and_(0x7FFFFF)).mul_(a).add_(b)
+        o = out[start:stop]
+        if kernels is not None:
+            kernels.hash_affine(keys_u32[start:stop], index_u32, a, b, out_np[start:stop])
+        else:
+            h = hashes[: stop - start]
+            torch.bitwise_xor(flat[start:stop, None], index, out=h)
+            _mix32_int32(h, scratch[: stop - start])
+            o.copy_(h.bitwise_right_shift_(9).bitwise_and_(0x7FFFFF)).mul_(a).add_(b)
         if post is not None:
             post(o)
         if scale is not None:

@@ -7,7 +7,7 @@ import math
 import torch
 
 from lm_eval_noise.noise.config import NoiseConfig
-from lm_eval_noise.noise.counter import normal, position_hash, position_keys, row_keys
+from lm_eval_noise.noise.counter import is_compiling, normal, position_hash, position_keys, row_keys
 
 # Eager decode steps read their noise from a table drawn this many steps ahead in one vectorised call
 # (at most LOOKAHEAD_MAX elements per site): a step then slices a table instead of issuing a few dozen
@@ -85,7 +85,7 @@ class NoiseState:
         self._positions = None
         # The decode step of this forward when it is the next one-token step after a whole-prompt
         # prefill (else None: chunked or assisted forwards, and compiled steps, draw per step).
-        if torch.compiler.is_compiling():
+        if is_compiling():
             self._step = None
         elif prompt:
             self._step, self._next_step = None, 0
