@@ -146,6 +146,22 @@ def test_cpu_noise_runs_as_tensor_ops_without_numba(monkeypatch):
     assert torch.equal(normal(keys, 3000), reference)
 
 
+def test_cpu_kernels_stay_off_where_vllm_is_installed(monkeypatch):
+    """vLLM's engine start fails once numba's compiler is loaded in the process (it scans every module),
+    so with vLLM installed the kernels are never loaded and the tensor code draws the same noise."""
+    import importlib.machinery
+    import types
+
+    keys = torch.arange(40, dtype=torch.int64) * 2654435761
+    reference = normal(keys, 3000)
+    vllm = types.ModuleType("vllm")
+    vllm.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
+    monkeypatch.setitem(sys.modules, "vllm", vllm)  # found by importlib.util.find_spec, as an install is
+    monkeypatch.setattr(compiled, "_KERNELS", None)
+    assert compiled.kernels() is None
+    assert torch.equal(normal(keys, 3000), reference)
+
+
 @pytest.mark.parametrize("width", [64, 512, 1001, 2816])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_feature_std_equals_torch_std_and_ignores_the_batch(width, dtype, cpu_path):

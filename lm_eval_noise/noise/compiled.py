@@ -1,13 +1,14 @@
 """The optional compiled CPU kernels (numba_kernels), loaded once on first use, or None without numba.
 
 numba's import and the load of its cached builds take about a second: paid by the first noise draw
-on CPU, never at start-up (hf-noisy registers at every Python start). Without numba, or where it
-cannot compile, callers run their tensor code, which gives the same values.
+on CPU, never at start-up (hf-noisy registers at every Python start). Without numba, where it
+cannot compile, or where vLLM is installed (see kernels()), callers run their tensor code.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from types import ModuleType
 
@@ -20,6 +21,12 @@ _KERNELS: ModuleType | bool | None = None
 def kernels() -> ModuleType | None:
     """lm_eval_noise.noise.numba_kernels, or None when numba is missing or cannot compile here."""
     global _KERNELS
+    if _KERNELS is None and importlib.util.find_spec("vllm") is not None:
+        # vLLM (0.32) scans every loaded module's namespace at each engine start and fails on an object
+        # of llvmlite, numba's compiler ("'_lib_fn_wrapper' object has no attribute 'get'"), even when
+        # numba was loaded before vLLM: where vLLM is installed, the CPU noise runs as tensor ops.
+        log.debug("vLLM is installed: noise runs as tensor ops on CPU")
+        _KERNELS = False
     if _KERNELS is None:
         try:
             _KERNELS = importlib.import_module("lm_eval_noise.noise.numba_kernels")
