@@ -244,7 +244,7 @@ def _cpu_kernels(device: str) -> str:
     from lm_eval_noise.noise import compiled
 
     if compiled.kernels() is None:
-        return "CPU noise kernels: tensor ops (numba not installed)"
+        return "CPU noise kernels: tensor ops (numba missing or unable to compile, or vLLM installed)"
     import numba
 
     return f"CPU noise kernels: numba {numba.__version__}"

@@ -19,7 +19,8 @@ _KERNELS: ModuleType | bool | None = None
 
 
 def kernels() -> ModuleType | None:
-    """lm_eval_noise.noise.numba_kernels, or None when numba is missing or cannot compile here."""
+    """lm_eval_noise.noise.numba_kernels, or None when numba is missing or cannot compile here, or vLLM
+    is installed."""
     global _KERNELS
     if _KERNELS is None and importlib.util.find_spec("vllm") is not None:
         # vLLM (0.32) scans every loaded module's namespace at each engine start and fails on an object
