@@ -36,6 +36,6 @@ def kernels() -> ModuleType | None:
             _KERNELS = False
         except Exception as error:  # present but unable to compile on this machine
             log.warning("numba could not compile the noise kernels (%s): CPU noise runs as tensor ops "
-                        "(same values, slower)", error)
+                        "(slower)", error)
             _KERNELS = False
     return _KERNELS if isinstance(_KERNELS, ModuleType) else None
