@@ -27,7 +27,7 @@ from lm_eval_noise.random_prefix import random_prefixes, user_turn_offset, with_
 from lm_eval_noise.seeding import repeat_seed, request_seeds
 from lm_eval_noise.parsing import as_bool
 from lm_eval_noise.request_rows import RequestRows
-from lm_eval_noise.results.samples import SampleRecord, attach
+from lm_eval_noise.results.samples import SampleRecord, attach, detach
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +238,7 @@ class HFNoisyLM(HFLM):
             kwargs_of[key]["max_gen_toks"] = room
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        detach(requests)
         if requests:
             self._check_requests(requests)
         seeded = bool(requests) and self._needs_seeding(requests)

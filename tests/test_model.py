@@ -348,6 +348,30 @@ def test_temperature_alone_samples_from_seeded_streams(tiny_model):
     assert any(one[2 * i] != one[2 * i + 1] for i in range(len(prompts)))  # the two repeats are two draws
 
 
+@pytest.mark.parametrize("noise_args", [{"noise": "embedding", "noise_scale": "0.05"}, {"clean_ppl": "true"}])
+def test_requests_generated_again_give_the_same_samples_and_fresh_records(tiny_model, noise_args):
+    """A request list used twice (a notebook, a second model run on the same requests) generates the same
+    samples again, and its records are the latest call's K, not a list growing with every call."""
+    from lm_eval.api.instance import Instance
+
+    from lm_eval_noise.model import HFNoisyLM
+    from lm_eval_noise.results.samples import doc_records
+
+    lm = HFNoisyLM(pretrained=tiny_model, device="cpu", dtype="float32", batch_size=2, **noise_args)
+    requests = []
+    for i, prompt in enumerate(["Once upon a time", "The robot"]):  # the evaluator passes one object K times
+        requests += [Instance("generate_until", {"prompt": prompt}, (prompt, {"until": ["\n"], "max_gen_toks": 6}),
+                              0, metadata=("t", i, 3))] * 3
+    first = lm.generate_until(requests, disable_tqdm=True)
+    again = lm.generate_until(requests, disable_tqdm=True)
+    assert again == first
+    for request in requests[::3]:
+        records = doc_records({"arguments": [request.args]})
+        assert len(records) == 3
+        if "noise" in noise_args:
+            assert [r.repeat for r in records] == [0, 1, 2]
+
+
 @pytest.mark.parametrize(
     "model_args,needle",
     [

@@ -25,6 +25,7 @@ from lm_eval_noise.noise import NoiseConfig, NoiseRuntime, NoiseState  # noqa: E
 from lm_eval_noise.noise.base import token_noise  # noqa: E402
 from lm_eval_noise.noise.counter import site_id  # noqa: E402
 from lm_eval_noise.noise.embedding import SITE as EMBEDDING_SITE  # noqa: E402
+from lm_eval_noise.results.samples import doc_records  # noqa: E402
 from lm_eval_noise.seeding import request_seeds  # noqa: E402
 
 # A fixed 512 MiB KV cache: on CPU, gpu_memory_utilization reserves that fraction of the machine's RAM.
@@ -201,10 +202,11 @@ def test_repeats_differ_and_seeds_reproduce(noisy):
 def test_logs_each_samples_seed_and_repeat(noisy):
     noisy.set_noise(noise="lm_head", noise_scale=0.01)
     reqs = requests(PROMPTS[:1], k=3)
-    noisy.generate_until(reqs)
-    logged = reqs[0].args[1]["noise_samples"][-3:]
-    assert [r["repeat"] for r in logged] == [0, 1, 2]
-    assert [int(r["seed"], 16) for r in logged] == [s for s, _ in request_seeds(reqs, 0)]
+    for _ in range(2):  # a second call replaces the first call's records
+        noisy.generate_until(reqs)
+        logged = doc_records({"arguments": [req.args for req in reqs[:1]]})
+        assert [r.repeat for r in logged] == [0, 1, 2]
+        assert [int(r.seed, 16) for r in logged] == [s for s, _ in request_seeds(reqs, 0)]
 
 
 def test_refusals_name_the_valid_values(noisy):

@@ -77,6 +77,14 @@ def attach(generation_kwargs: dict[str, Any], record: SampleRecord) -> None:
     generation_kwargs.setdefault(RECORDS_KEY, []).append(record.to_json())
 
 
+def detach(requests: Any) -> None:
+    """Drop the records an earlier call left on these requests, before they are generated again: the
+    records then describe the latest generation (K of them, not K per call), and no generation
+    argument reaches the model that it does not know."""
+    for request in requests:
+        request.args[1].pop(RECORDS_KEY, None)
+
+
 def _generation_kwargs(arguments: Any) -> Iterator[dict[str, Any]]:
     items = arguments.values() if isinstance(arguments, dict) else arguments or []
     for item in items:

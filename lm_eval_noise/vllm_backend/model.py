@@ -48,6 +48,7 @@ from lm_eval_noise.parsing import as_bool  # noqa: E402
 from lm_eval_noise.noise import NOISE_ARGS, NoiseConfig, NoiseConfigError  # noqa: E402
 from lm_eval_noise.noise.sampling import is_sampling  # noqa: E402
 from lm_eval_noise.provenance import provenance  # noqa: E402
+from lm_eval_noise.results.samples import RECORDS_KEY, SampleRecord, attach, detach  # noqa: E402
 from lm_eval_noise.seeding import request_seeds  # noqa: E402
 from lm_eval_noise.vllm_backend.injection import SUPPORTED  # noqa: E402
 from lm_eval_noise.vllm_backend.weight import draw_seed, worker_apply, worker_restore  # noqa: E402
@@ -141,6 +142,7 @@ class VLLMNoisyLM(VLLM):  # type: ignore[misc,valid-type]  # imported through th
         return normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        detach(requests)
         if not requests or not self._needs_seeding(requests):
             return super().generate_until(requests, disable_tqdm=disable_tqdm)
         if getattr(getattr(self, "cache_hook", None), "dbdict", None) is not None and self.noise_config.active:
@@ -158,7 +160,7 @@ class VLLMNoisyLM(VLLM):  # type: ignore[misc,valid-type]  # imported through th
             results = super().generate_until(seeded, disable_tqdm=disable_tqdm)
         for req, (seed, repeat) in zip(requests, seeds, strict=True):
             # Per-sample provenance rides in the request's generation args, which lm-eval logs per doc.
-            req.args[1].setdefault("noise_samples", []).append({"repeat": repeat, "seed": f"{seed:016x}"})
+            attach(req.args[1], SampleRecord(repeat=repeat, seed=f"{seed:016x}"))
         return results
 
     def _generate_per_draw(self, requests, repeats: list[int], disable_tqdm: bool) -> list[str]:
@@ -179,7 +181,7 @@ class VLLMNoisyLM(VLLM):  # type: ignore[misc,valid-type]  # imported through th
     def modify_gen_kwargs(self, gen_kwargs: dict, eos=None, default_max_gen_toks: int = 256):
         gen_kwargs = dict(gen_kwargs)
         seed = gen_kwargs.pop(_SEED_KEY, None)
-        gen_kwargs.pop("noise_samples", None)
+        gen_kwargs.pop(RECORDS_KEY, None)
         kwargs, until, max_gen_toks = VLLM.modify_gen_kwargs(gen_kwargs, eos, default_max_gen_toks)
         if seed is not None:
             if self.seeded_sampling:
