@@ -15,6 +15,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -32,6 +33,9 @@ NOISE_CASES.update({f"{case} fast_decode": f"{args},fast_decode=true" for case, 
                     if case != "weight (per sample)"})
 CPU_FAST = ("embedding fast_decode", "activation fast_decode")
 CASE_ARGS = {case: dict(kv.split("=") for kv in args.split(",")) for case, args in NOISE_CASES.items()}
+# Stock hf timed against itself in the same pairs: the spread this machine alone puts on a pair ratio,
+# i.e. how finely the run can judge the noise rows' targets (a row is "?" when its range is that wide).
+SPREAD_CASE = "hf vs hf"
 # Per-sample weight draws generate each sample alone: no throughput target beyond batch 1's.
 TARGETS = {"embedding": 0.97, "hidden": 0.97, "lm_head": 0.97, "activation": 0.85, "weight (per repeat)": 0.95,
            "weight (per sample)": None}
@@ -45,6 +49,24 @@ TINY_NAME = "tiny llama"
 REPEAT_DOCS = 64
 # fast_decode with noise on vs stock hf, at batch 1 on a GPU (the compiled step is bandwidth-bound there).
 FAST_TARGET = 5.0
+
+
+def parse_cases(cases: tuple[str, ...], batches: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """{case: the batch sizes it runs at} from --cases items "case" (every batch size) or "case@1+8"."""
+    out: dict[str, tuple[int, ...]] = {}
+    for item in cases:
+        case, _, at = item.partition("@")
+        if case not in CASE_ARGS and case != SPREAD_CASE:
+            raise SystemExit(f"--cases: unknown case {case!r}; valid values: {', '.join([*CASE_ARGS, SPREAD_CASE])}")
+        try:
+            chosen = tuple(int(b) for b in at.split("+")) if at else batches
+        except ValueError:
+            chosen = ()
+        if not chosen or not set(chosen) <= set(batches):
+            raise SystemExit(f"--cases: {item!r} names batch sizes other than --batch-sizes "
+                             f"({'+'.join(map(str, batches))}); write e.g. '{case}@{batches[0]}'")
+        out[case] = chosen
+    return out
 
 
 def verdict(low: float, high: float, target: float | None) -> str | None:
@@ -254,12 +276,17 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
         device: str | None = None, dtype: str = "auto", batches: tuple[int, ...] | None = None,
         tokens: int | None = None, pairs: int | None = None, cases: tuple[str, ...] | None = None,
         memory: bool = True, compile_backend: str | None = None, clock: str = "wall", threads: int | None = None,
-        repeat_docs: int | None = None, **_: Any) -> dict:
+        repeat_docs: int | None = None, budget: float | None = None,
+        progress: Callable[[list[dict]], None] | None = None, **_: Any) -> dict:
     """hf-noisy / hf tokens per second for every noise type and batch size, in interleaved pairs.
 
     `repeat_docs`: docs per timed call of the per-repeat weight rows (default REPEAT_DOCS; --quick: one
     batch). One repeat of a task draws once and generates every doc under that draw, so these rows time
-    a whole repeat of that many docs, draw and restore included: what the draw is amortised over."""
+    a whole repeat of that many docs, draw and restore included: what the draw is amortised over.
+    `cases`: names from CASE_ARGS or SPREAD_CASE, each run at every batch size or, written "case@1+8",
+    at those only. `budget`: seconds after which no further case starts (a time-limited machine); the
+    cases left are named in the note, and the memory rows still run. `progress` gets the rows measured
+    so far before each case, so a run stopped early keeps them."""
     from lm_eval.models.huggingface import HFLM
 
     from lm_eval_noise.model import FAST_DECODE_COMPILE, HFNoisyLM
@@ -273,27 +300,40 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
         torch.set_num_threads(threads)
     if compile_backend:  # e.g. "eager": trace fast_decode's step without code generation (dry runs)
         FAST_DECODE_COMPILE["backend"] = compile_backend
-    unknown = sorted(set(cases or ()) - set(CASE_ARGS))
-    if unknown:
-        raise SystemExit(f"--cases: unknown case(s) {', '.join(unknown)}; valid values: {', '.join(CASE_ARGS)}")
+    if budget is not None and budget <= 0:
+        raise SystemExit(f"--budget: expected a positive number of seconds, got {budget}")
+    batches = batches or ((1, 8) if quick else (1, 8, 32))
+    at_batches = parse_cases(cases, batches) if cases else None
+    started = time.perf_counter()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype if dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
     load_args = (model_args, random_init, device, dtype)
     model, tokenizer, name = _load(*load_args)
-    batches = batches or ((1, 8) if quick else (1, 8, 32))
     tokens = tokens or (16 if quick else 128)
     pairs = pairs or (3 if quick else 5)
     repeat_docs = repeat_docs or (0 if quick else REPEAT_DOCS)
-    if not cases:
-        cases = tuple(c for c in CASE_ARGS if device.startswith("cuda") or not c.endswith(" fast_decode") or c in CPU_FAST)
-    chosen = {case: CASE_ARGS[case] for case in cases}
+    if at_batches is None:
+        at_batches = {case: batches for case in (SPREAD_CASE, *CASE_ARGS) if device.startswith("cuda")
+                      or not case.endswith(" fast_decode") or case in CPU_FAST}
     common = {"pretrained": model, "tokenizer": tokenizer, "device": device}
-    rows = []
+    rows: list[dict] = []
+    not_run: list[str] = []
     for batch in batches:
         stock = HFLM(batch_size=batch, **common)
         speed = {}
-        for case, noise in chosen.items():
+        for case in (case for case, case_batches in at_batches.items() if batch in case_batches):
+            if progress:
+                progress(rows)
+            if budget is not None and time.perf_counter() - started > budget:
+                not_run.append(f"{case} bs={batch}")
+                continue
+            noise = CASE_ARGS.get(case, {})
             print(f"generation: {case} bs={batch}", file=sys.stderr, flush=True)
+            if case == SPREAD_CASE:
+                timed = time_pairs(stock, HFLM(batch_size=batch, **common), batch, tokens, pairs)
+                rows.append({"case": f"{case} bs={batch}", **timed, "unit": "tokens/s", "target": None,
+                             "verdict": None})
+                continue
             noisy = HFNoisyLM(batch_size=batch, **common, **noise)
             docs = max(batch, repeat_docs) if case.startswith("weight (per repeat)") else batch
             timed = time_pairs(stock, noisy, batch, tokens, pairs, docs)
@@ -322,6 +362,8 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
                 rows.append(draw_row(noisy))
             del noisy
             gc.collect()
+    if progress:
+        progress(rows)
     if memory:
         rows += memory_rows(model, common, load_args, batches[-1], tokens)
     return {
@@ -330,12 +372,15 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
         "note": (f"{name} on {device} ({dtype}, torch threads: {torch.get_num_threads()}; {_cpu_kernels(device)}), "
                  f"{tokens} new tokens per sample, "
                  f"greedy, timed by {clock} clock; ratio = hf-noisy / hf tokens/s (higher is better): the median over {pairs} interleaved (hf, hf-noisy) pairs, with the "
-                 "range of the pair ratios; a target is met only when the whole range clears it. 'vs eager' rows "
+                 "range of the pair ratios; a target is met only when the whole range clears it ('hf vs hf' rows "
+                 "time stock hf against itself: the spread of this machine alone, the finest the run can judge). "
+                 "'vs eager' rows "
                  "compare fast_decode with the eager hf-noisy path (the compile happens in the untimed warm-up). "
                  + (f"Per-repeat weight rows time whole repeats of {repeat_docs} docs (one batch if that is more): "
                     "one draw and one restore per call, as in one repeat of a task of that many docs; "
                     if repeat_docs else "Per-repeat weight rows time one batch per call, one draw each; ")
-                 + "per-sample draws generate each sample alone."),
+                 + "per-sample draws generate each sample alone."
+                 + (f" Time budget of {budget:g} s spent; not run: {', '.join(not_run)}." if not_run else "")),
     }
 
 

@@ -83,8 +83,11 @@ def main(argv: list[str]) -> int:
                         "(default: 5; --quick: 3)")
     parser.add_argument("--dtype", default="auto", help="generation benchmark: model dtype (default: bfloat16 on "
                         "cuda, float32 on cpu)")
-    parser.add_argument("--cases", help="generation benchmark: comma-separated subset of its cases (default: all; "
-                        "on CPU only embedding and activation get a fast_decode case)")
+    parser.add_argument("--cases", help="generation benchmark: comma-separated subset of its cases, in order, each "
+                        "at every batch size or, written case@1+8, at those only (default: all; on CPU only "
+                        "embedding and activation get a fast_decode case)")
+    parser.add_argument("--budget", type=float, help="generation benchmark: seconds after which no further case "
+                        "starts; the cases left are named in the note (time-limited machines)")
     parser.add_argument("--compile-backend", help="generation benchmark: torch.compile backend of fast_decode "
                         "(e.g. eager: trace only, for dry runs)")
     parser.add_argument("--clock", default="wall", help="generation benchmark: wall (default) or cpu (process CPU "
@@ -117,20 +120,31 @@ def main(argv: list[str]) -> int:
                "batches": batches, "tokens": args.tokens, "pairs": args.pairs, "dtype": args.dtype,
                "cases": tuple(c.strip() for c in args.cases.split(",")) if args.cases else None,
                "compile_backend": args.compile_backend, "clock": args.clock, "threads": args.threads,
-               "repeat_docs": args.repeat_docs}
-    results = []
+               "repeat_docs": args.repeat_docs, "budget": args.budget}
+    output = Path(args.output) if args.output else folder / "results" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    results: list[dict] = []
+
+    def save(running: list[dict] | None = None) -> None:
+        """Write what is measured so far: a run stopped early (a time limit, a crash) keeps its rows
+        under "complete": false."""
+        payload = {"quick": args.quick, "python": platform.python_version(), "machine": platform.machine(),
+                   "cpus": os.cpu_count(), "complete": running is None, "results": results + (running or [])}
+        output.write_text(json.dumps(payload, indent=2, default=str))
+
     for name in names:
         print(f"bench: running {name} ...", flush=True)
         start = time.perf_counter()
         module = load_benchmark(name)
-        result = module.run(quick=args.quick, **options) if name == "generation" else module.run(quick=args.quick)
+        if name == "generation":
+            result = module.run(quick=args.quick, **options, progress=lambda rows: save(
+                [{"name": "generation", "rows": rows, "note": "stopped before the end: rows measured so far"}]))
+        else:
+            result = module.run(quick=args.quick)
         result["seconds"] = round(time.perf_counter() - start, 1)
         results.append(result)
+        save([])
     _print_table(results)
-    output = Path(args.output) if args.output else folder / "results" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"quick": args.quick, "python": platform.python_version(), "machine": platform.machine(),
-               "cpus": os.cpu_count(), "results": results}
-    output.write_text(json.dumps(payload, indent=2, default=str))
+    save()
     print(f"bench: wrote {output}")
     return 0

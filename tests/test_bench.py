@@ -23,6 +23,9 @@ def test_generation_bench_reports_every_case_against_stock_hf(tmp_path, tiny_mod
     for noise in ("embedding", "hidden", "lm_head", "activation", "weight (per repeat)", "weight (per sample)"):
         assert f"{noise} bs=1" in rows and f"{noise} bs=2" in rows
     assert "activation fast_decode vs eager bs=2" in rows
+    assert json.loads(output.read_text())["complete"] is True
+    # stock hf against itself: the machine's own spread, which the noise rows' verdicts are read against
+    assert rows["hf vs hf bs=1"]["target"] is None and rows["hf vs hf bs=2"]["pairs"] == 2
     timed = [row for row in result["rows"] if row["unit"] == "tokens/s"]
     for row in timed:
         assert row["ours"] > 0 and row["reference"] > 0 and row["pairs"] == 2
@@ -43,6 +46,41 @@ def test_generation_bench_reports_every_case_against_stock_hf(tmp_path, tiny_mod
     assert "3 new tokens per sample" in result["note"] and "2 interleaved" in result["note"]
     assert "timed by cpu clock" in result["note"]
     assert "weight (per repeat) bs=1" in capsys.readouterr().out
+
+
+def test_a_run_stopped_early_keeps_the_rows_it_measured(tmp_path, tiny_model, monkeypatch):
+    timed = gen.time_pairs
+    calls = []
+
+    def stop_at_the_third_case(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # a time limit, a crash: what ran before must stay on disk
+        return timed(*args, **kwargs)
+
+    monkeypatch.setattr(gen, "time_pairs", stop_at_the_third_case)
+    output = tmp_path / "bench.json"
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--only", "generation", "--batch-sizes", "1", "--tokens", "2", "--pairs", "1",
+                    "--cases", "hf vs hf,embedding,lm_head", "--output", str(output)])
+    saved = json.loads(output.read_text())
+    assert saved["complete"] is False
+    (result,) = saved["results"]
+    assert [row["case"] for row in result["rows"]] == ["hf vs hf bs=1", "embedding bs=1"]
+    assert all(row["ours"] > 0 for row in result["rows"])
+
+
+def test_cases_run_at_their_own_batch_sizes_and_a_spent_budget_starts_no_more(tiny_model, monkeypatch):
+    timed = []
+    monkeypatch.setattr(gen, "time_pairs", lambda stock, noisy, batch, *a, **k: timed.append(batch) or {
+        "ours": 1.0, "reference": 1.0, "ratio": 1.0, "range": [1.0, 1.0], "pairs": 1})
+    result = gen.run(batches=(1, 2), tokens=2, cases=("hf vs hf@2", "embedding", "lm_head@1"), memory=False)
+    assert [row["case"] for row in result["rows"]] == ["embedding bs=1", "lm_head bs=1", "hf vs hf bs=2",
+                                                       "embedding bs=2"]
+    assert "not run" not in result["note"]
+    result = gen.run(batches=(1, 2), tokens=2, cases=("embedding", "lm_head@1"), memory=False, budget=1e-9)
+    assert result["rows"] == []
+    assert "not run: embedding bs=1, lm_head bs=1, embedding bs=2." in result["note"]
 
 
 def test_a_target_is_met_only_when_the_whole_range_clears_it():
@@ -66,8 +104,12 @@ def test_bench_rejects_bad_arguments_naming_the_valid_values(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--repeat-docs", "0"])
     assert "--repeat-docs: expected a positive number of docs" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="--cases: unknown case.s. banana; valid values: embedding, hidden"):
+    with pytest.raises(SystemExit, match="--cases: unknown case 'banana'; valid values: embedding, hidden"):
         gen.run(cases=("banana",))
+    with pytest.raises(SystemExit, match=r"--cases: 'hidden@64' names batch sizes other than --batch-sizes \(1\+8\)"):
+        gen.run(cases=("hidden@64",), batches=(1, 8))
+    with pytest.raises(SystemExit, match="--budget: expected a positive number of seconds"):
+        gen.run(budget=0)
     with pytest.raises(SystemExit, match="--clock: 'sundial' is not valid; valid values: wall, cpu"):
         gen.run(clock="sundial")
     with pytest.raises(SystemExit):
