@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import statistics
 import sys
@@ -53,20 +54,43 @@ FAST_TARGET = 5.0
 
 def parse_cases(cases: tuple[str, ...], batches: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
     """{case: the batch sizes it runs at} from --cases items "case" (every batch size) or "case@1+8"."""
+    valid = [*CASE_ARGS, SPREAD_CASE]
     out: dict[str, tuple[int, ...]] = {}
     for item in cases:
-        case, _, at = item.partition("@")
-        if case not in CASE_ARGS and case != SPREAD_CASE:
-            raise SystemExit(f"--cases: unknown case {case!r}; valid values: {', '.join([*CASE_ARGS, SPREAD_CASE])}")
+        case, at_sign, at = (part.strip() for part in item.partition("@"))
+        if case not in valid:
+            raise SystemExit(f"--cases: unknown case {case!r}; valid values: {', '.join(valid)}")
+        if case in out:
+            raise SystemExit(f"--cases: {case!r} is given twice; give it once with all its batch sizes, "
+                             f"e.g. '{case}@{'+'.join(map(str, batches))}'")
+        if not at_sign:
+            out[case] = batches
+            continue
         try:
-            chosen = tuple(int(b) for b in at.split("+")) if at else batches
+            chosen = tuple(dict.fromkeys(int(b) for b in at.split("+")))
         except ValueError:
-            chosen = ()
-        if not chosen or not set(chosen) <= set(batches):
-            raise SystemExit(f"--cases: {item!r} names batch sizes other than --batch-sizes "
-                             f"({'+'.join(map(str, batches))}); write e.g. '{case}@{batches[0]}'")
+            raise SystemExit(f"--cases: in {item!r}, @ must be followed by batch sizes joined by +, "
+                             f"e.g. '{case}@{'+'.join(map(str, batches))}'") from None
+        if not set(chosen) <= set(batches):
+            raise SystemExit(f"--cases: {item!r} names batch sizes not in --batch-sizes "
+                             f"({','.join(map(str, batches))})")
         out[case] = chosen
     return out
+
+
+def check_options(quick: bool = False, batches: tuple[int, ...] | None = None, cases: tuple[str, ...] | None = None,
+                  budget: float | None = None, clock: str = "wall", device: str | None = None,
+                  **_: Any) -> tuple[tuple[int, ...], dict[str, tuple[int, ...]] | None]:
+    """The batch sizes and {case: batch sizes} a run will use, or SystemExit naming the bad option: called
+    before anything loads (bench checks them before its first benchmark runs)."""
+    if clock not in CLOCKS:
+        raise SystemExit(f"--clock: {clock!r} is not valid; valid values: {', '.join(CLOCKS)}")
+    if clock == "cpu" and (device or "").startswith("cuda"):
+        raise SystemExit("--clock cpu measures CPU work only; a GPU run needs --clock wall")
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        raise SystemExit(f"--budget: expected a positive number of seconds, got {budget}")
+    batches = batches or ((1, 8) if quick else (1, 8, 32))
+    return batches, parse_cases(cases, batches) if cases else None
 
 
 def verdict(low: float, high: float, target: float | None) -> str | None:
@@ -284,26 +308,20 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
     batch). One repeat of a task draws once and generates every doc under that draw, so these rows time
     a whole repeat of that many docs, draw and restore included: what the draw is amortised over.
     `cases`: names from CASE_ARGS or SPREAD_CASE, each run at every batch size or, written "case@1+8",
-    at those only. `budget`: seconds after which no further case starts (a time-limited machine); the
+    at those only; at each batch size in the order given (a fast_decode case's 'vs eager' row needs its
+    eager case earlier at that batch size). `budget`: seconds after which no further case starts (a time-limited machine); the
     cases left are named in the note, and the memory rows still run. `progress` gets the rows measured
     so far before each case, so a run stopped early keeps them."""
     from lm_eval.models.huggingface import HFLM
 
     from lm_eval_noise.model import FAST_DECODE_COMPILE, HFNoisyLM
 
-    if clock not in CLOCKS:
-        raise SystemExit(f"--clock: {clock!r} is not valid; valid values: {', '.join(CLOCKS)}")
-    if clock == "cpu" and (device or "").startswith("cuda"):
-        raise SystemExit("--clock cpu measures CPU work only; a GPU run needs --clock wall")
+    batches, at_batches = check_options(quick, batches, cases, budget, clock, device)
     CLOCK["now"] = CLOCKS[clock]
     if threads:
         torch.set_num_threads(threads)
     if compile_backend:  # e.g. "eager": trace fast_decode's step without code generation (dry runs)
         FAST_DECODE_COMPILE["backend"] = compile_backend
-    if budget is not None and budget <= 0:
-        raise SystemExit(f"--budget: expected a positive number of seconds, got {budget}")
-    batches = batches or ((1, 8) if quick else (1, 8, 32))
-    at_batches = parse_cases(cases, batches) if cases else None
     started = time.perf_counter()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype if dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
@@ -318,57 +336,60 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
     common = {"pretrained": model, "tokenizer": tokenizer, "device": device}
     rows: list[dict] = []
     not_run: list[str] = []
+    drawn = False  # the draw + restore row: once, at the first batch size per-repeat weight noise runs at
     for batch in batches:
         stock = HFLM(batch_size=batch, **common)
-        speed = {}
+        speed = {}  # eager tokens/s of this batch size, for the 'vs eager' rows of fast_decode cases after it
         for case in (case for case, case_batches in at_batches.items() if batch in case_batches):
-            if progress:
-                progress(rows)
             if budget is not None and time.perf_counter() - started > budget:
                 not_run.append(f"{case} bs={batch}")
                 continue
             noise = CASE_ARGS.get(case, {})
             print(f"generation: {case} bs={batch}", file=sys.stderr, flush=True)
-            if case == SPREAD_CASE:
-                timed = time_pairs(stock, HFLM(batch_size=batch, **common), batch, tokens, pairs)
-                rows.append({"case": f"{case} bs={batch}", **timed, "unit": "tokens/s", "target": None,
-                             "verdict": None})
-                continue
-            noisy = HFNoisyLM(batch_size=batch, **common, **noise)
-            docs = max(batch, repeat_docs) if case.startswith("weight (per repeat)") else batch
-            timed = time_pairs(stock, noisy, batch, tokens, pairs, docs)
-            if docs != batch:
-                timed["docs"] = docs
-            print(f"generation: {case} bs={batch}: ratio {timed['ratio']:.3f} ({timed['range'][0]:.3f}-"
-                  f"{timed['range'][1]:.3f})", file=sys.stderr, flush=True)  # long runs keep what they measured
-            speed[case] = timed["ours"]
-            fast = case.endswith(" fast_decode")
-            if fast and not noisy.fast_decode:  # compilation failed: these figures are the eager path's
-                rows.append({"case": f"{case} bs={batch}: compile failed, see the warning", **timed,
-                             "unit": "tokens/s", "target": None})
-                continue
-            targets = TINY_TARGETS if name == TINY_NAME else TARGETS
-            target = (FAST_TARGET if batch == 1 and device.startswith("cuda") else None) if fast else targets[case]
-            rows.append({"case": f"{case} bs={batch}", **timed, "unit": "tokens/s", "target": target,
-                         "verdict": verdict(*timed["range"], target)})
-            if fast and case.removesuffix(" fast_decode") in speed:
-                eager = speed[case.removesuffix(" fast_decode")]
-                rows.append({"case": f"{case} vs eager bs={batch}", "ours": timed["ours"], "reference": eager,
-                             "ratio": timed["ours"] / eager, "unit": "tokens/s (medians)", "target": None})
-            if fast:
-                rows.append(_agreement(noisy, HFNoisyLM(batch_size=batch, **common, **{
-                    k: v for k, v in noise.items() if k != "fast_decode"}), case, batch, tokens))
-            if case == "weight (per repeat)" and batch == batches[0]:
-                rows.append(draw_row(noisy))
-            del noisy
-            gc.collect()
-    if progress:
-        progress(rows)
+            try:
+                if case == SPREAD_CASE:
+                    timed = time_pairs(stock, HFLM(batch_size=batch, **common), batch, tokens, pairs)
+                    rows.append({"case": f"{case} bs={batch}", **timed, "unit": "tokens/s", "target": None,
+                                 "verdict": None})
+                    continue
+                noisy = HFNoisyLM(batch_size=batch, **common, **noise)
+                docs = max(batch, repeat_docs) if case.startswith("weight (per repeat)") else batch
+                timed = time_pairs(stock, noisy, batch, tokens, pairs, docs)
+                if docs != batch:
+                    timed["docs"] = docs
+                print(f"generation: {case} bs={batch}: ratio {timed['ratio']:.3f} ({timed['range'][0]:.3f}-"
+                      f"{timed['range'][1]:.3f})", file=sys.stderr, flush=True)
+                speed[case] = timed["ours"]
+                fast = case.endswith(" fast_decode")
+                if fast and not noisy.fast_decode:  # compilation failed: these figures are the eager path's
+                    rows.append({"case": f"{case} bs={batch}: compile failed, see the warning", **timed,
+                                 "unit": "tokens/s", "target": None})
+                    continue
+                targets = TINY_TARGETS if name == TINY_NAME else TARGETS
+                target = (FAST_TARGET if batch == 1 and device.startswith("cuda") else None) if fast else targets[case]
+                rows.append({"case": f"{case} bs={batch}", **timed, "unit": "tokens/s", "target": target,
+                             "verdict": verdict(*timed["range"], target)})
+                if fast and case.removesuffix(" fast_decode") in speed:
+                    eager = speed[case.removesuffix(" fast_decode")]
+                    rows.append({"case": f"{case} vs eager bs={batch}", "ours": timed["ours"], "reference": eager,
+                                 "ratio": timed["ours"] / eager, "unit": "tokens/s (medians)", "target": None})
+                if case == "weight (per repeat)" and not drawn:
+                    rows.append(draw_row(noisy))
+                    drawn = True
+                if fast:  # last: a second model on the device, the step most likely to run out of memory
+                    rows.append(_agreement(noisy, HFNoisyLM(batch_size=batch, **common, **{
+                        k: v for k, v in noise.items() if k != "fast_decode"}), case, batch, tokens))
+                del noisy
+                gc.collect()
+            finally:  # every row measured so far is on disk, whatever the next step does
+                if progress:
+                    progress(rows)
     if memory:
         rows += memory_rows(model, common, load_args, batches[-1], tokens)
     return {
         "name": "generation",
         "rows": rows,
+        "not_run": not_run,
         "note": (f"{name} on {device} ({dtype}, torch threads: {torch.get_num_threads()}; {_cpu_kernels(device)}), "
                  f"{tokens} new tokens per sample, "
                  f"greedy, timed by {clock} clock; ratio = hf-noisy / hf tokens/s (higher is better): the median over {pairs} interleaved (hf, hf-noisy) pairs, with the "

@@ -123,14 +123,18 @@ def main(argv: list[str]) -> int:
                "repeat_docs": args.repeat_docs, "budget": args.budget}
     output = Path(args.output) if args.output else folder / "results" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
+    if "generation" in names:  # its options are checked before any benchmark runs
+        load_benchmark("generation").check_options(quick=args.quick, **options)
     results: list[dict] = []
 
     def save(running: list[dict] | None = None) -> None:
         """Write what is measured so far: a run stopped early (a time limit, a crash) keeps its rows
-        under "complete": false."""
+        under "complete": false. Written whole, then renamed: a kill mid-write leaves the last file."""
         payload = {"quick": args.quick, "python": platform.python_version(), "machine": platform.machine(),
                    "cpus": os.cpu_count(), "complete": running is None, "results": results + (running or [])}
-        output.write_text(json.dumps(payload, indent=2, default=str))
+        partial = output.with_name(output.name + ".partial")
+        partial.write_text(json.dumps(payload, indent=2, default=str))
+        os.replace(partial, output)
 
     for name in names:
         print(f"bench: running {name} ...", flush=True)
@@ -144,7 +148,7 @@ def main(argv: list[str]) -> int:
         result["seconds"] = round(time.perf_counter() - start, 1)
         results.append(result)
         save([])
-    _print_table(results)
     save()
+    _print_table(results)
     print(f"bench: wrote {output}")
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -48,39 +50,74 @@ def test_generation_bench_reports_every_case_against_stock_hf(tmp_path, tiny_mod
     assert "weight (per repeat) bs=1" in capsys.readouterr().out
 
 
-def test_a_run_stopped_early_keeps_the_rows_it_measured(tmp_path, tiny_model, monkeypatch):
-    timed = gen.time_pairs
+@pytest.mark.parametrize("stop", ["time_pairs", "_agreement"])
+def test_a_run_stopped_early_keeps_the_rows_it_measured(tmp_path, tiny_model, monkeypatch, stop):
+    monkeypatch.setitem(FAST_DECODE_COMPILE, "backend", "eager")
+    original = getattr(gen, stop)
     calls = []
 
-    def stop_at_the_third_case(*args, **kwargs):
+    def stop_on_the_third_call(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == 3 or stop == "_agreement":
             raise KeyboardInterrupt  # a time limit, a crash: what ran before must stay on disk
-        return timed(*args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(gen, "time_pairs", stop_at_the_third_case)
+    monkeypatch.setattr(gen, stop, stop_on_the_third_call)
     output = tmp_path / "bench.json"
     with pytest.raises(KeyboardInterrupt):
-        bench.main(["--only", "generation", "--batch-sizes", "1", "--tokens", "2", "--pairs", "1",
-                    "--cases", "hf vs hf,embedding,lm_head", "--output", str(output)])
+        bench.main(["--only", "generation", "--batch-sizes", "1", "--tokens", "2", "--pairs", "1", "--cases",
+                    "hf vs hf,embedding,embedding fast_decode,lm_head", "--output", str(output)])
     saved = json.loads(output.read_text())
     assert saved["complete"] is False
     (result,) = saved["results"]
-    assert [row["case"] for row in result["rows"]] == ["hf vs hf bs=1", "embedding bs=1"]
+    measured = ["hf vs hf bs=1", "embedding bs=1"]
+    if stop == "_agreement":  # the fast_decode timing survives a failure in the step after it
+        measured += ["embedding fast_decode bs=1", "embedding fast_decode vs eager bs=1"]
+    assert [row["case"] for row in result["rows"]] == measured
     assert all(row["ours"] > 0 for row in result["rows"])
+    assert not output.with_name("bench.json.partial").exists()
 
 
 def test_cases_run_at_their_own_batch_sizes_and_a_spent_budget_starts_no_more(tiny_model, monkeypatch):
     timed = []
     monkeypatch.setattr(gen, "time_pairs", lambda stock, noisy, batch, *a, **k: timed.append(batch) or {
         "ours": 1.0, "reference": 1.0, "ratio": 1.0, "range": [1.0, 1.0], "pairs": 1})
-    result = gen.run(batches=(1, 2), tokens=2, cases=("hf vs hf@2", "embedding", "lm_head@1"), memory=False)
+    result = gen.run(batches=(1, 2), tokens=2, cases=("hf vs hf@2", "embedding", "lm_head @ 1",
+                                                       "weight (per repeat)@2"), memory=False)
     assert [row["case"] for row in result["rows"]] == ["embedding bs=1", "lm_head bs=1", "hf vs hf bs=2",
-                                                       "embedding bs=2"]
-    assert "not run" not in result["note"]
+                                                       "embedding bs=2", "weight (per repeat) bs=2",
+                                                       "weight draw + restore"]
+    assert result["not_run"] == [] and "not run" not in result["note"]
     result = gen.run(batches=(1, 2), tokens=2, cases=("embedding", "lm_head@1"), memory=False, budget=1e-9)
     assert result["rows"] == []
+    assert result["not_run"] == ["embedding bs=1", "lm_head bs=1", "embedding bs=2"]
     assert "not run: embedding bs=1, lm_head bs=1, embedding bs=2." in result["note"]
+
+
+@pytest.mark.parametrize("cases,needle", [
+    (("embedding@1", "embedding@8"), "'embedding' is given twice; give it once with all its batch sizes, e.g. 'embedding@1+8'"),
+    (("embedding@",), "in 'embedding@', @ must be followed by batch sizes joined by +"),
+    (("embedding@1+",), "in 'embedding@1+', @ must be followed"),
+    (("embedding@x",), "@ must be followed by batch sizes joined by +, e.g. 'embedding@1+8'"),
+    (("hidden@64",), "--cases: 'hidden@64' names batch sizes not in --batch-sizes (1,8)"),
+    (("banana",), "--cases: unknown case 'banana'; valid values: embedding, hidden"),
+])
+def test_bad_cases_name_the_argument_and_what_is_valid(cases, needle):
+    with pytest.raises(SystemExit, match=re.escape(needle)):
+        gen.parse_cases(cases, (1, 8))
+
+
+def test_cases_parse_with_spaces_and_repeated_sizes():
+    assert gen.parse_cases(("hf vs hf", " lm_head @ 8+1+8 "), (1, 8)) == {"hf vs hf": (1, 8), "lm_head": (8, 1)}
+
+
+def test_the_gpu_checks_plan_is_valid_for_its_batch_sizes():
+    script = (Path(bench.__file__).parents[1] / "benchmarks" / "gpu_check.sh").read_text()
+    plan = ",".join(re.findall(r'^plan="(?:\$plan,)?([^"]*)"', script, re.M))
+    batches = tuple(int(b) for b in re.search(r'BATCHES:-([0-9,]+)', script).group(1).split(","))
+    at = gen.parse_cases(tuple(plan.split(",")), batches)
+    assert at["embedding fast_decode"] == batches and at["weight (per sample)"] == (1,)
+    assert all(case in at for case in gen.CASE_ARGS)  # every case of the benchmark, somewhere
 
 
 def test_a_target_is_met_only_when_the_whole_range_clears_it():
@@ -106,10 +143,12 @@ def test_bench_rejects_bad_arguments_naming_the_valid_values(capsys):
     assert "--repeat-docs: expected a positive number of docs" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--cases: unknown case 'banana'; valid values: embedding, hidden"):
         gen.run(cases=("banana",))
-    with pytest.raises(SystemExit, match=r"--cases: 'hidden@64' names batch sizes other than --batch-sizes \(1\+8\)"):
-        gen.run(cases=("hidden@64",), batches=(1, 8))
-    with pytest.raises(SystemExit, match="--budget: expected a positive number of seconds"):
-        gen.run(budget=0)
+    for budget in (0, float("nan")):
+        with pytest.raises(SystemExit, match="--budget: expected a positive number of seconds"):
+            gen.run(budget=budget)
+    with pytest.raises(SystemExit, match="--budget: expected a positive number"):
+        bench.main(["--only", "startup,generation", "--budget", "-1"])
+    assert "running startup" not in capsys.readouterr().out  # checked before the first benchmark runs
     with pytest.raises(SystemExit, match="--clock: 'sundial' is not valid; valid values: wall, cpu"):
         gen.run(clock="sundial")
     with pytest.raises(SystemExit):
