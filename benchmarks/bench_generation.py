@@ -85,7 +85,7 @@ def check_options(quick: bool = False, batches: tuple[int, ...] | None = None, c
     before anything loads (bench checks them before its first benchmark runs)."""
     if clock not in CLOCKS:
         raise SystemExit(f"--clock: {clock!r} is not valid; valid values: {', '.join(CLOCKS)}")
-    if clock == "cpu" and (device or "").startswith("cuda"):
+    if clock == "cpu" and (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda"):
         raise SystemExit("--clock cpu measures CPU work only; a GPU run needs --clock wall")
     if budget is not None and not (math.isfinite(budget) and budget > 0):
         raise SystemExit(f"--budget: expected a positive number of seconds, got {budget}")
@@ -301,7 +301,7 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
         tokens: int | None = None, pairs: int | None = None, cases: tuple[str, ...] | None = None,
         memory: bool = True, compile_backend: str | None = None, clock: str = "wall", threads: int | None = None,
         repeat_docs: int | None = None, budget: float | None = None,
-        progress: Callable[[list[dict]], None] | None = None, **_: Any) -> dict:
+        progress: Callable[[list[dict], list[str]], None] | None = None, **_: Any) -> dict:
     """hf-noisy / hf tokens per second for every noise type and batch size, in interleaved pairs.
 
     `repeat_docs`: docs per timed call of the per-repeat weight rows (default REPEAT_DOCS; --quick: one
@@ -309,9 +309,10 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
     a whole repeat of that many docs, draw and restore included: what the draw is amortised over.
     `cases`: names from CASE_ARGS or SPREAD_CASE, each run at every batch size or, written "case@1+8",
     at those only; at each batch size in the order given (a fast_decode case's 'vs eager' row needs its
-    eager case earlier at that batch size). `budget`: seconds after which no further case starts (a time-limited machine); the
-    cases left are named in the note, and the memory rows still run. `progress` gets the rows measured
-    so far before each case, so a run stopped early keeps them."""
+    eager case earlier at that batch size). `budget`: seconds after which no further case starts (a
+    time-limited machine); the cases left are listed in `not_run` and the note, and the memory rows
+    still run. `progress(rows, not_run)` is called after every case, run or skipped, so a run stopped
+    early keeps what it measured."""
     from lm_eval.models.huggingface import HFLM
 
     from lm_eval_noise.model import FAST_DECODE_COMPILE, HFNoisyLM
@@ -343,9 +344,12 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
         for case in (case for case, case_batches in at_batches.items() if batch in case_batches):
             if budget is not None and time.perf_counter() - started > budget:
                 not_run.append(f"{case} bs={batch}")
+                if progress:
+                    progress(rows, not_run)
                 continue
             noise = CASE_ARGS.get(case, {})
             print(f"generation: {case} bs={batch}", file=sys.stderr, flush=True)
+            noisy = None
             try:
                 if case == SPREAD_CASE:
                     timed = time_pairs(stock, HFLM(batch_size=batch, **common), batch, tokens, pairs)
@@ -379,11 +383,11 @@ def run(quick: bool = False, model_args: str | None = None, random_init: str | N
                 if fast:  # last: a second model on the device, the step most likely to run out of memory
                     rows.append(_agreement(noisy, HFNoisyLM(batch_size=batch, **common, **{
                         k: v for k, v in noise.items() if k != "fast_decode"}), case, batch, tokens))
+            finally:  # every row measured so far is on disk, whatever the next step does
                 del noisy
                 gc.collect()
-            finally:  # every row measured so far is on disk, whatever the next step does
                 if progress:
-                    progress(rows)
+                    progress(rows, not_run)
     if memory:
         rows += memory_rows(model, common, load_args, batches[-1], tokens)
     return {

@@ -2,10 +2,10 @@
 # The GPU check of the generation benchmark, in one call: a random-init TinyLlama-shape model (1.1B,
 # benchmarks/configs/llama-1.1b.json) in bf16; embedding, hidden, lm_head and activation noise at batch
 # 1, 8 and 64 eager and with fast_decode at batch 1 (embedding at every batch size), weight noise with
-# per-repeat draws at 8 and 64 (its target's batch sizes) and per-sample draws at 1, as hf-noisy / stock
-# hf tokens/s in interleaved pairs; peak accelerator memory with and without weight noise;
-# fast_decode's bf16 agreement with eager decoding. Writes
-# benchmarks/results/gpu-<time>.json and prints the table.
+# per-repeat draws at 8 and 64 (its target's batch sizes; with fast_decode at 8) and per-sample draws
+# at 1, as hf-noisy / stock hf tokens/s in interleaved pairs; peak accelerator memory with and without
+# weight noise; fast_decode's bf16 agreement with eager decoding. Writes benchmarks/results/gpu-<time>.json
+# and prints the table.
 #
 #   bash benchmarks/gpu_check.sh            # on the GPU machine (no network needed)
 #   DRY_RUN=1 bash benchmarks/gpu_check.sh  # same code path on CPU at toy size, fast_decode traced only
@@ -27,7 +27,7 @@ common=(--only generation --dtype bfloat16 --batch-sizes "${BATCHES:-1,8,64}" --
         --repeat-docs "${REPEAT_DOCS:-16}")
 if [ "${DRY_RUN:-0}" = 1 ]; then  # the tiny model, 2 tokens, one pair, fast_decode traced without codegen
   exec python -m lm_eval_noise bench "${common[@]}" --device cpu --tokens "${TOKENS:-2}" --pairs "${PAIRS:-1}" \
-    --compile-backend eager --output "${OUTPUT:-/tmp/gpu-check-dry-$stamp.json}"
+    --compile-backend eager ${BUDGET:+--budget "$BUDGET"} --output "${OUTPUT:-/tmp/gpu-check-dry-$stamp.json}"
 fi
 python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu_check: no CUDA device (DRY_RUN=1 runs on CPU)")'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true

@@ -141,8 +141,9 @@ def main(argv: list[str]) -> int:
         start = time.perf_counter()
         module = load_benchmark(name)
         if name == "generation":
-            result = module.run(quick=args.quick, **options, progress=lambda rows: save(
-                [{"name": "generation", "rows": rows, "note": "stopped before the end: rows measured so far"}]))
+            result = module.run(quick=args.quick, **options, progress=lambda rows, not_run: save(
+                [{"name": "generation", "rows": rows, "not_run": not_run,
+                  "note": "stopped before the end: rows measured so far"}]))
         else:
             result = module.run(quick=args.quick)
         result["seconds"] = round(time.perf_counter() - start, 1)
