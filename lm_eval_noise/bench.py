@@ -87,7 +87,7 @@ def main(argv: list[str]) -> int:
                         "at every batch size or, written case@1+8, at those only (default: all; on CPU only "
                         "embedding and activation get a fast_decode case)")
     parser.add_argument("--budget", type=float, help="generation benchmark: seconds after which no further case "
-                        "starts; the cases left are named in the note (time-limited machines)")
+                        "starts; the cases left are listed under not_run in the JSON (time-limited machines)")
     parser.add_argument("--compile-backend", help="generation benchmark: torch.compile backend of fast_decode "
                         "(e.g. eager: trace only, for dry runs)")
     parser.add_argument("--clock", default="wall", help="generation benchmark: wall (default) or cpu (process CPU "
