@@ -48,7 +48,7 @@ from lm_eval_noise.parsing import as_bool  # noqa: E402
 from lm_eval_noise.noise import NOISE_ARGS, NoiseConfig, NoiseConfigError  # noqa: E402
 from lm_eval_noise.noise.sampling import is_sampling  # noqa: E402
 from lm_eval_noise.provenance import provenance  # noqa: E402
-from lm_eval_noise.results.samples import RECORDS_KEY, SampleRecord, attach, detach  # noqa: E402
+from lm_eval_noise.results.samples import SampleRecord, attach, detach  # noqa: E402
 from lm_eval_noise.seeding import request_seeds  # noqa: E402
 from lm_eval_noise.vllm_backend.injection import SUPPORTED  # noqa: E402
 from lm_eval_noise.vllm_backend.weight import draw_seed, worker_apply, worker_restore  # noqa: E402
@@ -181,7 +181,6 @@ class VLLMNoisyLM(VLLM):  # type: ignore[misc,valid-type]  # imported through th
     def modify_gen_kwargs(self, gen_kwargs: dict, eos=None, default_max_gen_toks: int = 256):
         gen_kwargs = dict(gen_kwargs)
         seed = gen_kwargs.pop(_SEED_KEY, None)
-        gen_kwargs.pop(RECORDS_KEY, None)
         kwargs, until, max_gen_toks = VLLM.modify_gen_kwargs(gen_kwargs, eos, default_max_gen_toks)
         if seed is not None:
             if self.seeded_sampling:
